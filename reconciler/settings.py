@@ -1,0 +1,53 @@
+"""Process settings, read once in an entrypoint and passed down.
+
+Every value has an embedded default so the README's main job runs with no
+configuration at all; production overrides them with PORTAL_DOMAINS_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.toolchain import REPO_ROOT
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    work_dir: Path
+    database_url: str
+    temporal_address: str
+    temporal_namespace: str
+    task_queue: str
+    posthog_api_key: str | None
+    posthog_host: str
+    otlp_endpoint: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        work_dir = Path(env.get("PORTAL_DOMAINS_HOME") or REPO_ROOT / ".portal-domains")
+        database_url = env.get("PORTAL_DOMAINS_DATABASE_URL") or (
+            f"sqlite:///{work_dir / 'portal-domains.db'}"
+        )
+        if "://" not in database_url:
+            raise SettingsError(
+                f"PORTAL_DOMAINS_DATABASE_URL={database_url!r} is not a URL "
+                "(expected postgresql+psycopg://... or sqlite:///...)"
+            )
+        return cls(
+            work_dir=work_dir,
+            database_url=database_url,
+            temporal_address=env.get("PORTAL_DOMAINS_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+            temporal_namespace=env.get("PORTAL_DOMAINS_TEMPORAL_NAMESPACE", "default"),
+            task_queue=env.get("PORTAL_DOMAINS_TASK_QUEUE", "portal-domains"),
+            posthog_api_key=env.get("PORTAL_DOMAINS_POSTHOG_API_KEY") or None,
+            posthog_host=env.get("PORTAL_DOMAINS_POSTHOG_HOST", "https://us.i.posthog.com"),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        )

@@ -1,0 +1,146 @@
+"""Where the Pulumi toolchain lives and which environment every Pulumi call gets.
+
+scripts/setup.sh builds the CLI, the Python language host and the Kubernetes
+provider into a cache folder keyed by the versions in
+scripts/toolchain/versions.env. This module finds that folder (or a toolchain
+already on PATH) and builds the offline-safe environment: a file backend in a
+project-local state folder, a project-local PULUMI_HOME, no update checks and no
+plugin downloads. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VERSIONS_FILE = REPO_ROOT / "scripts" / "toolchain" / "versions.env"
+DEV_PASSPHRASE = "portal-domains-local-development-only"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolchainVersions:
+    cli: str
+    language_python: str
+    kubernetes: str
+
+    @property
+    def cache_key(self) -> str:
+        return f"pulumi-{self.cli}_python-{self.language_python}_kubernetes-{self.kubernetes}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Toolchain:
+    """The folder holding pulumi and its plugins (None: rely on PATH)."""
+
+    versions: ToolchainVersions
+    bin_dir: Path | None
+
+    def executable(self, name: str) -> str | None:
+        if self.bin_dir is not None:
+            candidate = self.bin_dir / name
+            return str(candidate) if candidate.is_file() else None
+        return shutil.which(name)
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> ToolchainVersions:
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    try:
+        return ToolchainVersions(
+            cli=values["PULUMI_CLI_VERSION"],
+            language_python=values["PULUMI_LANGUAGE_PYTHON_VERSION"],
+            kubernetes=values["PULUMI_KUBERNETES_VERSION"],
+        )
+    except KeyError as missing:
+        raise RuntimeError(f"{path} lacks {missing.args[0]}") from None
+
+
+def cache_root(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("PORTAL_DOMAINS_CACHE"):
+        return Path(env["PORTAL_DOMAINS_CACHE"])
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "portal-domains"
+
+
+def locate_toolchain(environ: dict[str, str] | None = None) -> Toolchain:
+    """The cached build for the pinned versions if present, else PATH."""
+    versions = read_versions()
+    bin_dir = cache_root(environ) / "toolchain" / versions.cache_key / "bin"
+    if (bin_dir / "pulumi").is_file():
+        return Toolchain(versions=versions, bin_dir=bin_dir)
+    return Toolchain(versions=versions, bin_dir=None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PulumiEnvironment:
+    """Everything a Pulumi subprocess needs to run offline against local state."""
+
+    toolchain: Toolchain
+    state_dir: Path
+    backend_url: str
+    passphrase: str
+    pulumi_home: Path
+    python: str
+
+    def env(self) -> dict[str, str]:
+        path_parts = []
+        if self.toolchain.bin_dir is not None:
+            path_parts.append(str(self.toolchain.bin_dir))
+        path_parts.append(str(Path(self.python).parent))
+        path_parts.append(os.environ.get("PATH", "/usr/bin:/bin"))
+        return {
+            "PULUMI_BACKEND_URL": self.backend_url,
+            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_HOME": str(self.pulumi_home),
+            "PULUMI_PYTHON_CMD": self.python,
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            "PATH": os.pathsep.join(path_parts),
+        }
+
+    def apply_to_process(self) -> None:
+        """For code that calls the automation API in this process."""
+        os.environ.update(self.env())
+
+
+def pulumi_environment(
+    *, work_dir: Path, environ: dict[str, str] | None = None
+) -> PulumiEnvironment:
+    """Build the environment; PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE override."""
+    env = os.environ if environ is None else environ
+    state_dir = work_dir / "pulumi-state"
+    backend = env.get("PULUMI_BACKEND_URL") or f"file://{state_dir}"
+    passphrase = env.get("PULUMI_CONFIG_PASSPHRASE")
+    if not passphrase:
+        passphrase = DEV_PASSPHRASE
+        log.warning(
+            "PULUMI_CONFIG_PASSPHRASE is not set: using the built-in local-development "
+            "passphrase. Never use it for a shared or production stack."
+        )
+    if backend.startswith("file://"):
+        Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    home = work_dir / "pulumi-home"
+    home.mkdir(parents=True, exist_ok=True)
+    return PulumiEnvironment(
+        toolchain=locate_toolchain(dict(env)),
+        state_dir=state_dir,
+        backend_url=backend,
+        passphrase=passphrase,
+        pulumi_home=home,
+        python=sys.executable,
+    )
