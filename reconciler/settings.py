@@ -28,6 +28,7 @@ class Settings:
     posthog_api_key: str | None
     posthog_host: str
     otlp_endpoint: str | None
+    base_domain: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,4 +51,5 @@ class Settings:
             posthog_api_key=env.get("PORTAL_DOMAINS_POSTHOG_API_KEY") or None,
             posthog_host=env.get("PORTAL_DOMAINS_POSTHOG_HOST", "https://us.i.posthog.com"),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            base_domain=env.get("PORTAL_DOMAINS_BASE_DOMAIN", "portal.algapsa.com"),
         )

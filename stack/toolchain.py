@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = REPO_ROOT / "scripts" / "toolchain" / "versions.env"
 DEV_PASSPHRASE = "portal-domains-local-development-only"
+EMPTY_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +95,9 @@ class PulumiEnvironment:
     passphrase: str
     pulumi_home: Path
     python: str
+    # gitops mode needs no cluster: point kubectl-style lookups at an empty
+    # config so a developer's ~/.kube/config is never read by accident.
+    kubeconfig: Path
 
     def env(self) -> dict[str, str]:
         path_parts = []
@@ -110,6 +114,7 @@ class PulumiEnvironment:
             "PULUMI_PYTHON_CMD": self.python,
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            "KUBECONFIG": str(self.kubeconfig),
             "PATH": os.pathsep.join(path_parts),
         }
 
@@ -136,6 +141,9 @@ def pulumi_environment(
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     home = work_dir / "pulumi-home"
     home.mkdir(parents=True, exist_ok=True)
+    kubeconfig = work_dir / "empty-kubeconfig.yaml"
+    if not kubeconfig.exists():
+        kubeconfig.write_text(EMPTY_KUBECONFIG)
     return PulumiEnvironment(
         toolchain=locate_toolchain(dict(env)),
         state_dir=state_dir,
@@ -143,4 +151,5 @@ def pulumi_environment(
         passphrase=passphrase,
         pulumi_home=home,
         python=sys.executable,
+        kubeconfig=kubeconfig,
     )

@@ -1,0 +1,197 @@
+"""Desired state: deployable domain records -> Kubernetes manifests, as plain data.
+
+Pure and deterministic: the same records and config give byte-identical
+manifests. Names come from the tenant's collision-safe prefix (a stable natural
+key), never from row ids or list positions.
+
+Known traps handled here (see ARCHITECTURE.md):
+- The Certificate lives in the gateway's namespace: Istio's ingress gateway
+  reads `credentialName` secrets from its own namespace only.
+- VirtualService `gateways` entries are `<namespace>/<name>`.
+- Port 80 does not use `httpsRedirect` (it would shadow cert-manager's HTTP-01
+  solver path, istio/istio#33593). The VirtualService routes
+  /.well-known/acme-challenge/ first, then redirects plain HTTP to HTTPS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import StackConfig
+from core.records import DomainRecord
+
+CERT_MANAGER_API = "cert-manager.io/v1"
+ISTIO_API = "networking.istio.io/v1"
+ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_TENANT = "portal-domains.algapsa.com/tenant-id"
+LABEL_TENANT_SLUG = "portal-domains.algapsa.com/tenant-slug"
+LABEL_ENVIRONMENT = "portal-domains.algapsa.com/environment"
+
+Manifest = dict[str, Any]
+
+
+class DesiredStateError(ValueError):
+    """The records cannot be deployed together (e.g. one host claimed twice)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainManifests:
+    tenant_id: str
+    slug: str
+    domain: str
+    certificate: Manifest
+    gateway: Manifest
+    virtual_service: Manifest
+
+    def documents(self) -> list[Manifest]:
+        return [self.certificate, self.gateway, self.virtual_service]
+
+
+def resource_name(slug: str) -> str:
+    return f"portal-domain-{slug}"
+
+
+def labels(record: DomainRecord, config: StackConfig) -> dict[str, str]:
+    return {
+        LABEL_MANAGED_BY: config.managed_by,
+        LABEL_TENANT: record.tenant_id,
+        LABEL_TENANT_SLUG: record.prefix,
+        LABEL_ENVIRONMENT: config.environment,
+    }
+
+
+def _metadata(record: DomainRecord, config: StackConfig, namespace: str) -> Manifest:
+    return {
+        "name": resource_name(record.prefix),
+        "namespace": namespace,
+        "labels": labels(record, config),
+    }
+
+
+def certificate(record: DomainRecord, config: StackConfig) -> Manifest:
+    return {
+        "apiVersion": CERT_MANAGER_API,
+        "kind": "Certificate",
+        "metadata": _metadata(record, config, config.certificate_namespace),
+        "spec": {
+            "secretName": record.certificate_secret_name,
+            "dnsNames": [record.domain],
+            "issuerRef": {
+                "name": config.issuer_name,
+                "kind": config.issuer_kind,
+                "group": "cert-manager.io",
+            },
+            "privateKey": {"rotationPolicy": "Always"},
+        },
+    }
+
+
+def gateway(record: DomainRecord, config: StackConfig) -> Manifest:
+    return {
+        "apiVersion": ISTIO_API,
+        "kind": "Gateway",
+        "metadata": _metadata(record, config, config.gateway_namespace),
+        "spec": {
+            "selector": dict(sorted(config.gateway_selector.items())),
+            "servers": [
+                {
+                    "port": {"number": 443, "name": f"https-{record.prefix}", "protocol": "HTTPS"},
+                    "hosts": [record.domain],
+                    "tls": {"mode": "SIMPLE", "credentialName": record.certificate_secret_name},
+                },
+                {
+                    # No httpsRedirect here: the VirtualService redirects after
+                    # it has routed the ACME challenge path.
+                    "port": {"number": 80, "name": f"http-{record.prefix}", "protocol": "HTTP"},
+                    "hosts": [record.domain],
+                },
+            ],
+        },
+    }
+
+
+def virtual_service(record: DomainRecord, config: StackConfig) -> Manifest:
+    routes: list[Manifest] = []
+    if config.acme_challenge_enabled:
+        routes.append(
+            {
+                "name": "acme-http01-challenge",
+                "match": [{"uri": {"prefix": ACME_CHALLENGE_PREFIX}}],
+                "route": [
+                    {
+                        "destination": {
+                            "host": config.acme_challenge_host,
+                            "port": {"number": config.acme_challenge_port},
+                        }
+                    }
+                ],
+            }
+        )
+    routes.extend(
+        [
+            {
+                "name": "http-to-https",
+                "match": [{"port": 80}],
+                "redirect": {"scheme": "https", "redirectCode": 301},
+            },
+            {
+                "name": "default-route",
+                "match": [{"uri": {"exact": "/"}}],
+                "redirect": {"uri": config.default_redirect_path},
+            },
+            {
+                "name": "portal-backend",
+                "route": [
+                    {
+                        "destination": {
+                            "host": config.backend_host,
+                            "port": {"number": config.backend_port},
+                        }
+                    }
+                ],
+            },
+        ]
+    )
+    return {
+        "apiVersion": ISTIO_API,
+        "kind": "VirtualService",
+        "metadata": _metadata(record, config, config.virtual_service_namespace),
+        "spec": {
+            "hosts": [record.domain],
+            "gateways": [f"{config.gateway_namespace}/{resource_name(record.prefix)}"],
+            "http": routes,
+        },
+    }
+
+
+def render_domain(record: DomainRecord, config: StackConfig) -> DomainManifests:
+    return DomainManifests(
+        tenant_id=record.tenant_id,
+        slug=record.prefix,
+        domain=record.domain,
+        certificate=certificate(record, config),
+        gateway=gateway(record, config),
+        virtual_service=virtual_service(record, config),
+    )
+
+
+def desired_state(records: Iterable[DomainRecord], config: StackConfig) -> list[DomainManifests]:
+    """Manifests for every deployable record, ordered by tenant slug.
+
+    Refuses input that would make two tenants share a host, slug or secret:
+    the database forbids it, so seeing it here means a bad snapshot.
+    """
+    deployable = sorted((r for r in records if r.deployable), key=lambda r: r.prefix)
+    for attr in ("tenant_id", "prefix", "domain", "certificate_secret_name"):
+        seen: dict[str, str] = {}
+        for r in deployable:
+            value = getattr(r, attr)
+            if value in seen:
+                raise DesiredStateError(
+                    f"{attr} {value!r} is claimed by tenants {seen[value]} and {r.tenant_id}"
+                )
+            seen[value] = r.tenant_id
+    return [render_domain(r, config) for r in deployable]

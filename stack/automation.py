@@ -1,0 +1,360 @@
+"""Automation-API wrapper: preview, up, refresh and recovery for one environment.
+
+Used by the CLI and by the reconciler's activity. Every run gets a snapshot of
+domain records that the caller already loaded; the program is the inline
+`stack.program.build`. Safety guards run on the preview before any `up`:
+
+- an empty desired state while the stack still holds tenants is refused unless
+  `allow_empty` (a database outage that reads zero rows is not "delete all");
+- removing more tenants than the stack config's `deletionCap` is refused unless
+  `confirm_deletions`.
+
+A refused run raises RefusedRun before `up` starts, so it changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from core.config import StackConfig
+from core.manifests import desired_state
+from core.records import DomainRecord
+from stack import program
+from stack.toolchain import REPO_ROOT, PulumiEnvironment
+from stack.workspace import open_stack
+
+log = logging.getLogger(__name__)
+
+PROJECT = "portal-domains"
+POLICY_PACK = REPO_ROOT / "policies"
+Progress = Callable[[str], None]
+_OPS = ("create", "update", "replace", "delete")
+_REPLACE_OPS = {"replace", "create-replacement", "delete-replaced",
+                "create-before-replace", "delete-before-replace"}
+
+
+class StackOperationError(RuntimeError):
+    """Pulumi failed; `permanent` says whether retrying the same input can help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class RefusedRun(RuntimeError):
+    """A safety guard refused the run; nothing was changed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantChange:
+    slug: str
+    operations: dict[str, int]  # create/update/replace/delete -> resource count
+
+    @property
+    def kind(self) -> str:
+        ops = {op for op, n in self.operations.items() if n}
+        if ops == {"create"}:
+            return "create"
+        if ops == {"delete"}:
+            return "delete"
+        return "replace" if "replace" in ops else "update"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    environment: str
+    operation: str  # preview / up / refresh
+    counts: dict[str, int]  # op -> resource count (custom resources only)
+    tenants: list[TenantChange]
+    desired_tenants: list[str]
+    stack_tenants_before: list[str]
+    policy_violations: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def has_changes(self) -> bool:
+        return any(self.counts.get(op, 0) for op in _OPS)
+
+    @property
+    def deleted_tenants(self) -> list[str]:
+        return sorted(set(self.stack_tenants_before) - set(self.desired_tenants))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "operation": self.operation,
+            "counts": self.counts,
+            "tenants": [{"slug": t.slug, "change": t.kind, "operations": t.operations}
+                        for t in self.tenants],
+            "desired_tenants": self.desired_tenants,
+            "deleted_tenants": self.deleted_tenants,
+            "policy_violations": self.policy_violations,
+            "duration_seconds": round(self.duration_seconds, 2),
+        }
+
+
+_URN_NAME = re.compile(r"::(?P<name>[^:]+)$")
+
+
+def _slug_of(urn: str) -> str | None:
+    """Tenant slug from a child URN like ...::<slug>-certificate."""
+    match = _URN_NAME.search(urn)
+    if not match:
+        return None
+    name = match.group("name")
+    for suffix in ("-certificate", "-gateway", "-virtualservice"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return None
+
+
+class _EventCollector:
+    """Turns engine events into per-tenant counts, progress lines and violations."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.per_tenant: dict[str, Counter[str]] = defaultdict(Counter)
+        self.counts: Counter[str] = Counter()
+        self.violations: list[str] = []
+        self.diagnostics: list[str] = []
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        if event.resource_pre_event is not None:
+            meta = event.resource_pre_event.metadata
+            op = meta.op.value if hasattr(meta.op, "value") else str(meta.op)
+            if op in _REPLACE_OPS:
+                op = "replace"
+            slug = _slug_of(meta.urn)
+            if slug is None or op not in _OPS:
+                return
+            # delete-before-replace emits several steps per resource; count once.
+            key = f"{meta.urn}:{op}"
+            if key in self.per_tenant[slug]:
+                return
+            self.per_tenant[slug][key] += 1
+            self.counts[op] += 1
+            if self.progress:
+                self.progress(f"  {op:<8} {meta.type.split(':')[-1]:<15} {slug}")
+        elif event.policy_event is not None:
+            pe = event.policy_event
+            self.violations.append(
+                f"[{pe.enforcement_level}] {pe.policy_name}: {pe.description} {pe.message}".strip()
+            )
+        elif event.diagnostic_event is not None:
+            diag = event.diagnostic_event
+            if diag.severity == "error":
+                self.diagnostics.append(diag.message.strip())
+
+    def tenants(self) -> list[TenantChange]:
+        result = []
+        for slug in sorted(self.per_tenant):
+            ops: Counter[str] = Counter()
+            for key in self.per_tenant[slug]:
+                ops[key.rsplit(":", 1)[1]] += 1
+            result.append(TenantChange(slug=slug, operations=dict(ops)))
+        return result
+
+
+class EnvironmentStack:
+    """One environment's stack (`staging`, `prod`, ...), driven inline."""
+
+    def __init__(
+        self,
+        penv: PulumiEnvironment,
+        config: StackConfig,
+        *,
+        work_dir: Path,
+        policy_pack: Path | None = POLICY_PACK,
+        policy_pack_config: Path | None = None,
+        stack_name: str | None = None,
+    ) -> None:
+        self.penv = penv
+        self.config = config
+        self.stack_name = stack_name or config.environment
+        self.work_dir = work_dir / "workspaces" / self.stack_name
+        self.policy_pack = policy_pack
+        self.policy_pack_config = policy_pack_config
+
+    # ------------------------------------------------------------------ plumbing
+    def _open(self, records: Sequence[DomainRecord]) -> auto.Stack:
+        snapshot = tuple(records)
+        config = self.config
+
+        def run() -> None:
+            program.build(snapshot, config)
+
+        return open_stack(
+            self.penv, project=PROJECT, stack=self.stack_name, program=run, work_dir=self.work_dir
+        )
+
+    def _policy_args(self) -> dict[str, Any]:
+        if self.policy_pack is None:
+            return {}
+        args: dict[str, Any] = {"policy_packs": [str(self.policy_pack)]}
+        if self.policy_pack_config is not None:
+            args["policy_pack_configs"] = [str(self.policy_pack_config)]
+        return args
+
+    def stack_tenants(self) -> list[str]:
+        """Slugs of the tenants the stack's state currently holds."""
+        return sorted({r["slug"] for r in self.state_objects()})
+
+    def state_objects(self) -> list[dict[str, Any]]:
+        """The Kubernetes objects in the stack state: slug, kind and the object."""
+        stack = self._open(())
+        deployment = stack.export_stack().deployment or {}
+        objects = []
+        for res in deployment.get("resources", []):
+            slug = _slug_of(res.get("urn", ""))
+            if slug is None or not res.get("type", "").startswith("kubernetes:"):
+                continue
+            objects.append({"slug": slug, "urn": res["urn"], "outputs": res.get("outputs", {})})
+        return objects
+
+    def _wrap_error(self, exc: auto.CommandError, collector: _EventCollector) -> Exception:
+        text = str(exc)
+        if isinstance(exc, auto.ConcurrentUpdateError):
+            return StackOperationError(
+                f"stack {self.stack_name} is locked by another update; if no update runs, "
+                "recover with `portal-domains recover --env ...`",
+                permanent=False,
+            )
+        if collector.violations and any("mandatory" in v for v in collector.violations):
+            return StackOperationError(
+                "policy violations blocked the run:\n  " + "\n  ".join(collector.violations),
+                permanent=True,
+            )
+        detail = "\n".join(collector.diagnostics) or text[-2000:]
+        return StackOperationError(f"pulumi failed: {detail}", permanent=False)
+
+    # ------------------------------------------------------------------ operations
+    def preview(self, records: Sequence[DomainRecord], *, progress: Progress | None = None
+                ) -> RunSummary:
+        desired = [m.slug for m in desired_state(records, self.config)]
+        before = self.stack_tenants()
+        stack = self._open(records)
+        collector = _EventCollector(progress)
+        try:
+            result = stack.preview(on_event=collector, **self._policy_args())
+        except auto.CommandError as exc:
+            raise self._wrap_error(exc, collector) from exc
+        log.debug("preview change summary: %s", result.change_summary)
+        return RunSummary(
+            environment=self.stack_name,
+            operation="preview",
+            counts={op: collector.counts.get(op, 0) for op in _OPS},
+            tenants=collector.tenants(),
+            desired_tenants=desired,
+            stack_tenants_before=before,
+            policy_violations=collector.violations,
+        )
+
+    def check_guards(self, summary: RunSummary, *, allow_empty: bool, confirm_deletions: bool
+                     ) -> None:
+        if not summary.desired_tenants and summary.stack_tenants_before and not allow_empty:
+            raise RefusedRun(
+                "empty_desired_state",
+                f"the desired state is empty but stack {self.stack_name} holds "
+                f"{len(summary.stack_tenants_before)} tenant(s); refusing to delete them all. "
+                "If that is really intended, pass --allow-empty.",
+            )
+        deleted = summary.deleted_tenants
+        if len(deleted) > self.config.deletion_cap and not confirm_deletions:
+            raise RefusedRun(
+                "deletion_cap",
+                f"this run would remove {len(deleted)} tenant(s) "
+                f"({', '.join(deleted[:10])}{'...' if len(deleted) > 10 else ''}), more than "
+                f"deletionCap={self.config.deletion_cap}; confirm explicitly to proceed.",
+            )
+
+    def up(
+        self,
+        records: Sequence[DomainRecord],
+        *,
+        allow_empty: bool = False,
+        confirm_deletions: bool = False,
+        progress: Progress | None = None,
+    ) -> RunSummary:
+        planned = self.preview(records)
+        self.check_guards(planned, allow_empty=allow_empty, confirm_deletions=confirm_deletions)
+        stack = self._open(records)
+        collector = _EventCollector(progress)
+        try:
+            result = stack.up(on_event=collector, **self._policy_args())
+        except auto.CommandError as exc:
+            raise self._wrap_error(exc, collector) from exc
+        duration = 0.0
+        if result.summary.end_time and result.summary.start_time:
+            duration = (result.summary.end_time - result.summary.start_time).total_seconds()
+        return RunSummary(
+            environment=self.stack_name,
+            operation="up",
+            counts={op: collector.counts.get(op, 0) for op in _OPS},
+            tenants=collector.tenants(),
+            desired_tenants=planned.desired_tenants,
+            stack_tenants_before=planned.stack_tenants_before,
+            policy_violations=collector.violations,
+            duration_seconds=duration,
+        )
+
+    def refresh(self, *, progress: Progress | None = None) -> dict[str, int]:
+        stack = self._open(())
+        try:
+            result = stack.refresh(
+                clear_pending_creates=True,
+                on_output=progress,
+            )
+        except auto.CommandError as exc:
+            raise StackOperationError(f"refresh failed: {str(exc)[-2000:]}", permanent=False
+                                      ) from exc
+        return dict(result.summary.resource_changes or {})
+
+    def recover(self, *, progress: Progress | None = None) -> list[str]:
+        """Repair what a crashed run leaves: a stale lock and pending operations.
+
+        Only call when no other update of this stack can be running (the
+        environment workflow serialises updates, so its own retry qualifies).
+        """
+        done: list[str] = []
+        stack = self._open(())
+        try:
+            stack.cancel()
+            done.append("cancelled the in-flight update")
+        except auto.CommandError as exc:
+            log.debug("cancel: %s", exc)
+        removed = self._remove_stale_locks()
+        if removed:
+            done.append(f"removed {removed} stale lock file(s)")
+        deployment = stack.export_stack()
+        pending = (deployment.deployment or {}).get("pending_operations") or []
+        if pending:
+            deployment.deployment["pending_operations"] = []
+            stack.import_stack(deployment)
+            done.append(f"cleared {len(pending)} pending operation(s)")
+        self.refresh(progress=progress)
+        done.append("refreshed")
+        return done
+
+    def _remove_stale_locks(self) -> int:
+        """File backends keep locks under .pulumi/locks/<org>/<project>/<stack>/."""
+        url = self.penv.backend_url
+        if not url.startswith("file://"):
+            return 0
+        root = Path(url.removeprefix("file://")) / ".pulumi" / "locks"
+        count = 0
+        for lock in root.glob(f"**/{PROJECT}/{self.stack_name}/*.json"):
+            lock.unlink(missing_ok=True)
+            count += 1
+        return count

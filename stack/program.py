@@ -1,0 +1,85 @@
+"""The Pulumi program: one PortalDomain component per deployable tenant.
+
+Used two ways with the same code: the automation API runs `build` inline with a
+snapshot of rows it already loaded, and `stack/__main__.py` (what
+`pulumi preview -s staging` runs from the repo root) loads the rows itself.
+Pruning is the stack diff: a tenant absent from the snapshot is absent from the
+program, so Pulumi deletes its three objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from core.config import StackConfig
+from core.manifests import DomainManifests, Manifest, desired_state
+from core.records import DomainRecord
+
+COMPONENT_TYPE = "portal-domains:index:PortalDomain"
+# Relative on purpose: provider inputs are part of its identity, and an
+# absolute path would differ per checkout and replace every resource.
+RENDER_DIR = "rendered-manifests"
+# Changing the vanity host means a new certificate for a new name: replace the
+# objects rather than patch them in place (same Kubernetes names, so delete first).
+HOST_FIELDS = ["spec.dnsNames", "spec.hosts", "spec.servers"]
+
+
+class PortalDomain(pulumi.ComponentResource):
+    """A tenant's Certificate, Gateway and VirtualService."""
+
+    def __init__(
+        self,
+        manifests: DomainManifests,
+        *,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, manifests.slug, None, opts)
+        child_opts = pulumi.ResourceOptions(
+            parent=self,
+            provider=provider,
+            replace_on_changes=HOST_FIELDS,
+            delete_before_replace=True,
+        )
+        self.certificate = _custom_resource(f"{manifests.slug}-certificate",
+                                            manifests.certificate, child_opts)
+        self.gateway = _custom_resource(f"{manifests.slug}-gateway", manifests.gateway, child_opts)
+        self.virtual_service = _custom_resource(
+            f"{manifests.slug}-virtualservice", manifests.virtual_service, child_opts
+        )
+        self.register_outputs(
+            {"tenantId": manifests.tenant_id, "domain": manifests.domain}
+        )
+
+
+def _custom_resource(
+    name: str, manifest: Manifest, opts: pulumi.ResourceOptions
+) -> k8s.apiextensions.CustomResource:
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=opts,
+    )
+
+
+def make_provider(config: StackConfig) -> k8s.Provider:
+    if config.mode == "cluster":
+        return k8s.Provider("cluster", kubeconfig=config.kubeconfig)
+    # gitops: no cluster; the provider renders YAML and Git gets our own export.
+    return k8s.Provider("gitops", render_yaml_to_directory=RENDER_DIR)
+
+
+def build(records: Sequence[DomainRecord], config: StackConfig) -> None:
+    """Declare the resources for `records` (call inside a Pulumi program)."""
+    manifests = desired_state(records, config)
+    provider = make_provider(config)
+    for item in manifests:
+        PortalDomain(item, provider=provider)
+    pulumi.export("environment", config.environment)
+    pulumi.export("domains", {m.slug: m.domain for m in manifests})
