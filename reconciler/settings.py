@@ -29,6 +29,22 @@ class Settings:
     posthog_host: str
     otlp_endpoint: str | None
     base_domain: str
+    environment: str
+    dns_nameservers: tuple[str, ...]
+    dns_port: int
+    probe_port: int
+    probe_connect_address: str | None
+    probe_ca_bundle: str | None
+    gitops_remote: str | None  # None: the embedded local bare repo
+    timings: str  # "production" or "fast"
+    debounce_seconds: float
+
+    @property
+    def embedded_remote(self) -> Path:
+        return self.work_dir / "nm-kube-config.git"
+
+    def gitops_worktree(self, environment: str) -> Path:
+        return self.work_dir / "gitops" / environment
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -52,4 +68,36 @@ class Settings:
             posthog_host=env.get("PORTAL_DOMAINS_POSTHOG_HOST", "https://us.i.posthog.com"),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             base_domain=env.get("PORTAL_DOMAINS_BASE_DOMAIN", "portal.algapsa.com"),
+            environment=env.get("PORTAL_DOMAINS_ENVIRONMENT", "staging"),
+            dns_nameservers=tuple(
+                n.strip() for n in env.get("PORTAL_DOMAINS_DNS_NAMESERVERS", "").split(",")
+                if n.strip()
+            ),
+            dns_port=_int(env, "PORTAL_DOMAINS_DNS_PORT", 53),
+            probe_port=_int(env, "PORTAL_DOMAINS_PROBE_PORT", 443),
+            probe_connect_address=env.get("PORTAL_DOMAINS_PROBE_CONNECT_ADDRESS") or None,
+            probe_ca_bundle=env.get("PORTAL_DOMAINS_PROBE_CA_BUNDLE") or None,
+            gitops_remote=env.get("PORTAL_DOMAINS_GITOPS_REMOTE") or None,
+            timings=_choice(env, "PORTAL_DOMAINS_TIMINGS", ("production", "fast")),
+            debounce_seconds=float(_int(env, "PORTAL_DOMAINS_DEBOUNCE_SECONDS", 2)),
         )
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{key}={raw!r} is out of range")
+    return value
+
+
+def _choice(env: Mapping[str, str], key: str, choices: tuple[str, ...]) -> str:
+    value = env.get(key) or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+    return value

@@ -310,6 +310,15 @@ class EnvironmentStack:
         )
 
     def refresh(self, *, progress: Progress | None = None) -> dict[str, int]:
+        """Read live objects back into the state (cluster mode only).
+
+        In gitops mode there is no cluster to read from: the state is the
+        source of truth and a refresh would only fail, so it is skipped.
+        """
+        if self.config.mode == "gitops":
+            if progress:
+                progress(f"{self.stack_name}: gitops mode has no cluster; nothing to refresh")
+            return {}
         stack = self._open(())
         try:
             result = stack.refresh(
@@ -331,7 +340,7 @@ class EnvironmentStack:
         stack = self._open(())
         try:
             stack.cancel()
-            done.append("cancelled the in-flight update")
+            done.append("cancelled the in-flight update (its lock is released)")
         except auto.CommandError as exc:
             log.debug("cancel: %s", exc)
         removed = self._remove_stale_locks()
@@ -343,8 +352,9 @@ class EnvironmentStack:
             deployment.deployment["pending_operations"] = []
             stack.import_stack(deployment)
             done.append(f"cleared {len(pending)} pending operation(s)")
-        self.refresh(progress=progress)
-        done.append("refreshed")
+        if self.config.mode == "cluster":
+            self.refresh(progress=progress)
+            done.append("refreshed from the cluster")
         return done
 
     def _remove_stale_locks(self) -> int:

@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = REPO_ROOT / "scripts" / "toolchain" / "versions.env"
 DEV_PASSPHRASE = "portal-domains-local-development-only"
-EMPTY_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,9 +94,6 @@ class PulumiEnvironment:
     passphrase: str
     pulumi_home: Path
     python: str
-    # gitops mode needs no cluster: point kubectl-style lookups at an empty
-    # config so a developer's ~/.kube/config is never read by accident.
-    kubeconfig: Path
 
     def env(self) -> dict[str, str]:
         path_parts = []
@@ -114,7 +110,9 @@ class PulumiEnvironment:
             "PULUMI_PYTHON_CMD": self.python,
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
-            "KUBECONFIG": str(self.kubeconfig),
+            # The provider takes KUBECONFIG as its kubeconfig, which gitops
+            # (render) mode rejects: blank it; cluster mode passes one explicitly.
+            "KUBECONFIG": "",
             "PATH": os.pathsep.join(path_parts),
         }
 
@@ -141,9 +139,6 @@ def pulumi_environment(
         Path(backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     home = work_dir / "pulumi-home"
     home.mkdir(parents=True, exist_ok=True)
-    kubeconfig = work_dir / "empty-kubeconfig.yaml"
-    if not kubeconfig.exists():
-        kubeconfig.write_text(EMPTY_KUBECONFIG)
     return PulumiEnvironment(
         toolchain=locate_toolchain(dict(env)),
         state_dir=state_dir,
@@ -151,5 +146,4 @@ def pulumi_environment(
         passphrase=passphrase,
         pulumi_home=home,
         python=sys.executable,
-        kubeconfig=kubeconfig,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -35,3 +35,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     print(fmt.format(*headers).rstrip())
     for row in cells:
         print(fmt.format(*row).rstrip())
+
+
+ProgressFn = Callable[[str], None]

@@ -1,0 +1,252 @@
+"""Temporal activities: the thin I/O layer between the workflows and the adapters.
+
+One class holds the clients (database service, Pulumi stacks, Git, DNS, TLS,
+PostHog, OpenTelemetry, Temporal); every activity takes one payload dataclass
+and returns one, and is safe to retry:
+- record_status is a conditional write (expected status), so a retry after a
+  lost response finds the row already moved and reports it;
+- reconcile_environment recovers a stale stack lock / pending operations left
+  by a killed attempt before it runs `up`, and Git publishing starts from a
+  clean reset of the worktree, so a second attempt converges on the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import Tracer
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from core.status import DomainStatus, IllegalTransition
+from db.errors import DomainError, DomainNotFound, StaleStatus
+from db.service import DomainService
+from reconciler import payloads as p
+from reconciler.dns import DnsSettings, check_caa, cname_matches, lookup_cname
+from reconciler.gitops import GitOpsError, GitOpsRepo
+from reconciler.pipeline import reconcile_once
+from reconciler.telemetry import Analytics, EventName, span
+from reconciler.tls import ProbeTarget, check_certificate, probe_https
+from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+
+
+class PermanentReconcileError(ApplicationError):
+    """Retrying the same input cannot help (bad config, policy violation, guard)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSettings:
+    """Where the TLS/HTTPS probes connect (tests and the demo use loopback)."""
+
+    port: int = 443
+    connect_address: str | None = None
+    ca_bundle: str | None = None
+    timeout_seconds: float = 5.0
+
+    def target(self, host: str) -> ProbeTarget:
+        return ProbeTarget(host=host, port=self.port, connect_address=self.connect_address,
+                           ca_bundle=self.ca_bundle, timeout_seconds=self.timeout_seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivityDependencies:
+    domains: DomainService
+    stack_for: Callable[[str], EnvironmentStack]
+    git_for: Callable[[str], GitOpsRepo]
+    dns: DnsSettings
+    probe: ProbeSettings
+    analytics: Analytics
+    tracer: Tracer
+    client: Client
+    task_queue: str
+    ca_domains: tuple[str, ...] = ("letsencrypt.org",)
+    debounce_seconds: float = 2.0
+
+
+def _application_error(err: DomainError | IllegalTransition) -> ApplicationError:
+    return ApplicationError(str(err), type=type(err).__name__, non_retryable=True)
+
+
+class DomainActivities:
+    def __init__(self, deps: ActivityDependencies) -> None:
+        self.deps = deps
+        self.reconcile_runs = 0  # observed by tests and benchmarks
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.load_domain, self.record_status, self.verify_cname, self.check_caa,
+                self.request_reconcile, self.reconcile_environment, self.check_certificate,
+                self.probe_https, self.emit_event]
+
+    # ------------------------------------------------------------------ database
+    @activity.defn(name=p.LOAD_DOMAIN)
+    def load_domain(self, inp: p.LoadDomainInput) -> p.LoadDomainResult:
+        view = self.deps.domains.get(uuid.UUID(inp.tenant_id))
+        if view is None:
+            return p.LoadDomainResult(domain=None)
+        return p.LoadDomainResult(
+            domain=p.DomainSnapshot(
+                tenant_id=str(view.tenant_id), domain=view.domain,
+                canonical_host=view.canonical_host, prefix=view.canonical_prefix,
+                status=view.status.value, status_message=view.status_message,
+                version=view.version,
+            )
+        )
+
+    @activity.defn(name=p.RECORD_STATUS)
+    def record_status(self, inp: p.RecordStatusInput) -> p.RecordStatusResult:
+        tenant = uuid.UUID(inp.tenant_id)
+        with span(self.deps.tracer, "record_status", tenant_id=inp.tenant_id,
+                  domain=inp.domain or "", stage=inp.new_status):
+            try:
+                if inp.domain is not None:
+                    current = self.deps.domains.get(tenant)
+                    if current is None:
+                        raise DomainNotFound(tenant)
+                    if current.domain != inp.domain:
+                        # the tenant asked for another domain meanwhile
+                        raise StaleStatus(
+                            tenant_id=tenant, expected_status=DomainStatus(inp.expected_status),
+                            actual_status=current.status, expected_version=None,
+                            actual_version=current.version,
+                        )
+                view = self.deps.domains.record_status(
+                    tenant,
+                    expected_status=DomainStatus(inp.expected_status),
+                    new_status=DomainStatus(inp.new_status),
+                    message=inp.message,
+                    details=dict(inp.details) if inp.details else None,
+                    actor="reconciler",
+                )
+            except (DomainError, IllegalTransition) as err:
+                raise _application_error(err) from err
+        return p.RecordStatusResult(status=view.status.value, version=view.version,
+                                    changed=True)
+
+    # ------------------------------------------------------------------ DNS
+    @activity.defn(name=p.VERIFY_CNAME)
+    def verify_cname(self, inp: p.VerifyCnameInput) -> p.VerifyCnameResult:
+        with span(self.deps.tracer, "dns.verify_cname", tenant_id=inp.tenant_id,
+                  domain=inp.domain, stage="verifying_dns"):
+            observation = lookup_cname(inp.domain, settings=self.deps.dns)
+        return p.VerifyCnameResult(matches=cname_matches(observation, inp.expected),
+                                   observed=observation.observed, error=observation.error)
+
+    @activity.defn(name=p.CHECK_CAA)
+    def check_caa(self, inp: p.CheckCaaInput) -> p.CheckCaaResult:
+        with span(self.deps.tracer, "dns.check_caa", tenant_id=inp.tenant_id,
+                  domain=inp.domain, stage="verifying_dns"):
+            result = check_caa(inp.domain, ca_domains=self.deps.ca_domains, settings=self.deps.dns)
+        return p.CheckCaaResult(allowed=result.allowed, message=result.message)
+
+    # ------------------------------------------------------------------ TLS / HTTPS
+    @activity.defn(name=p.CHECK_CERTIFICATE)
+    def check_certificate(self, inp: p.CertificateCheckInput) -> p.CertificateCheckResult:
+        with span(self.deps.tracer, "tls.check_certificate", tenant_id=inp.tenant_id,
+                  domain=inp.domain, stage="certificate_issuing"):
+            seen = check_certificate(self.deps.probe.target(inp.domain))
+        return p.CertificateCheckResult(
+            ok=seen.ok, message=seen.message,
+            not_after=seen.not_after.isoformat() if seen.not_after else None,
+        )
+
+    @activity.defn(name=p.PROBE_HTTPS)
+    def probe_https(self, inp: p.HttpsProbeInput) -> p.HttpsProbeResult:
+        with span(self.deps.tracer, "https.probe", tenant_id=inp.tenant_id, domain=inp.domain,
+                  stage="deploying"):
+            result = probe_https(self.deps.probe.target(inp.domain))
+        return p.HttpsProbeResult(ok=result.ok, status=result.status, message=result.message)
+
+    # ------------------------------------------------------------------ events
+    @activity.defn(name=p.EMIT_EVENT)
+    def emit_event(self, inp: p.EmitEventInput) -> None:
+        event: EventName = inp.event  # type: ignore[assignment]
+        self.deps.analytics.capture(event, distinct_id=inp.tenant_id,
+                                    properties={"tenant_id": inp.tenant_id, **inp.properties})
+
+    # ------------------------------------------------------------------ reconcile
+    @activity.defn(name=p.REQUEST_RECONCILE)
+    async def request_reconcile(self, inp: p.RequestReconcileInput) -> None:
+        """Signal-with-start the environment workflow; duplicates are deduplicated there."""
+        from reconciler.workflows import EnvironmentReconcileWorkflow
+
+        await self.deps.client.start_workflow(
+            EnvironmentReconcileWorkflow.run,
+            p.EnvironmentState(environment=inp.environment,
+                               debounce_seconds=self.deps.debounce_seconds),
+            id=p.reconcile_workflow_id(inp.environment),
+            task_queue=self.deps.task_queue,
+            start_signal="request",
+            start_signal_args=[inp.request],
+        )
+
+    @activity.defn(name=p.RECONCILE_ENVIRONMENT)
+    async def reconcile_environment(self, inp: p.ReconcileEnvironmentInput) -> p.ReconcileOutcome:
+        info = activity.info()
+        work = asyncio.get_running_loop().run_in_executor(
+            None, self._reconcile_blocking, inp, info.attempt
+        )
+        # Pulumi runs in a thread; keep heartbeating so a killed worker is noticed
+        # within the heartbeat timeout and the retry starts with recovery.
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=HEARTBEAT_SECONDS)
+            if done:
+                return work.result()
+            activity.heartbeat(inp.run_id)
+
+    def _reconcile_blocking(self, inp: p.ReconcileEnvironmentInput, attempt: int
+                            ) -> p.ReconcileOutcome:
+        env = inp.environment
+        self.reconcile_runs += 1
+        try:
+            report = reconcile_once(
+                stack=self.deps.stack_for(env),
+                load_records=self.deps.domains.load_records,
+                git=self.deps.git_for(env),
+                tracer=self.deps.tracer,
+                # a previous attempt may have died mid-update: lock, pending ops
+                recover_first=attempt > 1,
+            )
+        except RefusedRun as err:
+            raise PermanentReconcileError(f"refused: {err}", type="PermanentReconcileError",
+                                          non_retryable=True) from err
+        except StackOperationError as err:
+            if err.permanent:
+                raise PermanentReconcileError(str(err), type="PermanentReconcileError",
+                                              non_retryable=True) from err
+            raise
+        except GitOpsError as err:
+            raise ApplicationError(f"git: {err}", type="GitOpsError") from err
+        if report.recovered:
+            log.warning("attempt %s of %s recovered the stack: %s", attempt, inp.run_id,
+                        "; ".join(report.recovered))
+        counts = report.summary.counts
+        published = report.published
+        outcome = p.ReconcileOutcome(
+            ok=True,
+            message=(f"{env}: {counts['create']} created, {counts['update']} updated, "
+                     f"{counts['replace']} replaced, {counts['delete']} deleted"),
+            created=counts["create"], updated=counts["update"],
+            replaced=counts["replace"], deleted=counts["delete"],
+            commit=published.commit if published else None,
+            changed_slugs=published.changed_slugs if published else (),
+            deployed_tenants=tuple(report.summary.desired_tenants),
+            duration_seconds=report.duration_seconds,
+        )
+        self.deps.analytics.capture(
+            "portal_domain.reconciled", distinct_id=f"environment:{env}",
+            properties={"env": env, "duration_seconds": round(report.duration_seconds, 2),
+                        "created": outcome.created, "updated": outcome.updated,
+                        "replaced": outcome.replaced, "deleted": outcome.deleted,
+                        "commit": outcome.commit},
+        )
+        return outcome

@@ -1,0 +1,209 @@
+"""Workflow and activity payloads: frozen, keyword-only dataclasses, no I/O.
+
+Workflows import only this module and core/, never the activity
+implementations (which pull in Pulumi and SQLAlchemy), so activity names are
+constants here and the Temporal sandbox stays lean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Activity names (implementations in reconciler/activities.py).
+LOAD_DOMAIN = "load_domain"
+RECORD_STATUS = "record_status"
+VERIFY_CNAME = "verify_cname"
+CHECK_CAA = "check_caa"
+REQUEST_RECONCILE = "request_reconcile"
+RECONCILE_ENVIRONMENT = "reconcile_environment"
+CHECK_CERTIFICATE = "check_certificate"
+PROBE_HTTPS = "probe_https"
+EMIT_EVENT = "emit_event"
+
+REGISTRATION_WORKFLOW_PREFIX = "portal-domain-"
+RECONCILE_WORKFLOW_PREFIX = "portal-domains-reconcile-"
+
+
+def registration_workflow_id(tenant_id: str) -> str:
+    return f"{REGISTRATION_WORKFLOW_PREFIX}{tenant_id}"
+
+
+def reconcile_workflow_id(environment: str) -> str:
+    return f"{RECONCILE_WORKFLOW_PREFIX}{environment}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timings:
+    """Every wait in the workflows, in seconds, so tests and demos run fast."""
+
+    dns_check_delays: tuple[float, ...] = (10, 20, 30, 60, 120, 300)
+    dns_timeout: float = 3600
+    dns_required_matches: int = 2
+    cert_poll_interval: float = 30
+    cert_timeout: float = 3600
+    https_poll_interval: float = 15
+    https_timeout: float = 900
+    reconcile_wait_timeout: float = 1800
+    failed_retry_interval: float = 3600
+    watch_interval: float = 3600
+    watch_checks_before_continue_as_new: int = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistrationInput:
+    tenant_id: str
+    environment: str
+    timings: Timings = field(default_factory=Timings)
+    # carried over continue-as-new
+    active_since: str | None = None
+    requested_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainSnapshot:
+    tenant_id: str
+    domain: str
+    canonical_host: str
+    prefix: str
+    status: str
+    status_message: str | None
+    version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadDomainInput:
+    tenant_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadDomainResult:
+    domain: DomainSnapshot | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordStatusInput:
+    tenant_id: str
+    expected_status: str
+    new_status: str
+    message: str
+    details: dict[str, str] | None = None
+    domain: str | None = None  # the domain the workflow is working on
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordStatusResult:
+    status: str
+    version: int
+    changed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyCnameInput:
+    tenant_id: str
+    domain: str
+    expected: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyCnameResult:
+    matches: bool
+    observed: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckCaaInput:
+    tenant_id: str
+    domain: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckCaaResult:
+    allowed: bool
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileRequest:
+    request_id: str
+    requester_workflow_id: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestReconcileInput:
+    environment: str
+    request: ReconcileRequest
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileEnvironmentInput:
+    environment: str
+    run_id: str
+    request_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileOutcome:
+    ok: bool
+    message: str
+    run_number: int = 0
+    created: int = 0
+    updated: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    commit: str | None = None
+    changed_slugs: tuple[str, ...] = ()
+    deployed_tenants: tuple[str, ...] = ()
+    duration_seconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileFinished:
+    request_id: str
+    outcome: ReconcileOutcome
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentState:
+    """Carried across continue-as-new of the environment workflow."""
+
+    environment: str
+    debounce_seconds: float = 2.0
+    idle_timeout_seconds: float = 600.0
+    runs_before_continue_as_new: int = 50
+    pending: tuple[ReconcileRequest, ...] = ()
+    run_number: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateCheckInput:
+    tenant_id: str
+    domain: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertificateCheckResult:
+    ok: bool
+    message: str
+    not_after: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpsProbeInput:
+    tenant_id: str
+    domain: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpsProbeResult:
+    ok: bool
+    status: int | None
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmitEventInput:
+    event: str
+    tenant_id: str
+    properties: dict[str, str | int | float | bool | None] = field(default_factory=dict)
