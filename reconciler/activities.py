@@ -90,8 +90,9 @@ class DomainActivities:
     # ------------------------------------------------------------------ database
     @activity.defn(name=p.LOAD_DOMAIN)
     def load_domain(self, inp: p.LoadDomainInput) -> p.LoadDomainResult:
-        view = self.deps.domains.get(uuid.UUID(inp.tenant_id))
-        if view is None:
+        try:
+            view = self.deps.domains.get(uuid.UUID(inp.tenant_id))
+        except DomainNotFound:
             return p.LoadDomainResult(domain=None)
         return p.LoadDomainResult(
             domain=p.DomainSnapshot(
@@ -110,8 +111,6 @@ class DomainActivities:
             try:
                 if inp.domain is not None:
                     current = self.deps.domains.get(tenant)
-                    if current is None:
-                        raise DomainNotFound(tenant)
                     if current.domain != inp.domain:
                         # the tenant asked for another domain meanwhile
                         raise StaleStatus(
@@ -146,6 +145,10 @@ class DomainActivities:
         with span(self.deps.tracer, "dns.check_caa", tenant_id=inp.tenant_id,
                   domain=inp.domain, stage="verifying_dns"):
             result = check_caa(inp.domain, ca_domains=self.deps.ca_domains, settings=self.deps.dns)
+        if result.lookup_failed:
+            # CAs refuse to issue while CAA cannot be read, but it is usually
+            # transient: let Temporal retry instead of failing the domain.
+            raise ApplicationError(f"CAA lookup failed: {result.message}", type="CaaLookupFailed")
         return p.CheckCaaResult(allowed=result.allowed, message=result.message)
 
     # ------------------------------------------------------------------ TLS / HTTPS

@@ -15,7 +15,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 
 from core.status import DomainStatus
-from db.service import DomainChange, DomainService
+from db.service import DomainAction, DomainChange, DomainService
 from db.session import make_engine, make_session_factory
 from reconciler import payloads as p
 from reconciler.activities import ActivityDependencies, DomainActivities, ProbeSettings
@@ -55,6 +55,8 @@ def workflow_hook(settings: Settings) -> Callable[[DomainChange], None]:
     """After-commit hook: signal-with-start the tenant's registration workflow."""
 
     def hook(change: DomainChange) -> None:
+        if change.action == DomainAction.RECORD_STATUS:
+            return  # the workflow wrote it; telling it again would only interrupt it
         signal = "remove" if change.action == "disable" else "refresh"
 
         async def send() -> None:

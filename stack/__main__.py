@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pulumi
 
+from db.service import DomainService
+from db.session import make_engine, make_session_factory
 from reconciler.settings import Settings
-from reconciler.worker import domain_service
 from stack.config import load_stack_config
 from stack.program import build
 
@@ -19,7 +20,10 @@ from stack.program import build
 def main() -> None:
     config = load_stack_config(pulumi.get_stack())
     settings = Settings.from_env()
-    records = domain_service(settings).load_records()
+    service = DomainService(
+        make_session_factory(make_engine(settings.database_url)), base_domain=config.base_domain
+    )
+    records = service.load_records()
     pulumi.log.info(f"{len(records)} domain row(s) loaded from the database")
     build(records, config)
 

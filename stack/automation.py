@@ -199,13 +199,22 @@ class EnvironmentStack:
             self.penv, project=PROJECT, stack=self.stack_name, program=run, work_dir=self.work_dir
         )
 
-    def _policy_args(self) -> dict[str, Any]:
+    def _policy_args(self, tenants_before: Sequence[str]) -> dict[str, Any]:
+        """The pack and its config for this run.
+
+        The config is generated from the stack config unless one was given; it
+        carries the tenants the stack holds now, which `deletion-budget` needs
+        (a stack policy sees only the new program, never the deletes).
+        """
         if self.policy_pack is None:
             return {}
-        args: dict[str, Any] = {"policy_packs": [str(self.policy_pack)]}
-        if self.policy_pack_config is not None:
-            args["policy_pack_configs"] = [str(self.policy_pack_config)]
-        return args
+        from policies.settings import write_policy_pack_config
+
+        config_file = self.policy_pack_config or write_policy_pack_config(
+            self.config, self.work_dir / "policy-pack-config.json", tenants_before=tenants_before
+        )
+        return {"policy_packs": [str(self.policy_pack)],
+                "policy_pack_configs": [str(config_file)]}
 
     def stack_tenants(self) -> list[str]:
         """Slugs of the tenants the stack's state currently holds."""
@@ -247,7 +256,7 @@ class EnvironmentStack:
         stack = self._open(records)
         collector = _EventCollector(progress)
         try:
-            result = stack.preview(on_event=collector, **self._policy_args())
+            result = stack.preview(on_event=collector, **self._policy_args(before))
         except auto.CommandError as exc:
             raise self._wrap_error(exc, collector) from exc
         log.debug("preview change summary: %s", result.change_summary)
@@ -292,7 +301,8 @@ class EnvironmentStack:
         stack = self._open(records)
         collector = _EventCollector(progress)
         try:
-            result = stack.up(on_event=collector, **self._policy_args())
+            result = stack.up(on_event=collector,
+                              **self._policy_args(planned.stack_tenants_before))
         except auto.CommandError as exc:
             raise self._wrap_error(exc, collector) from exc
         duration = 0.0

@@ -7,3 +7,14 @@ import argparse
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Later features add their sub-commands here."""
+    from reconciler.cli import db_commands
+
+    db_commands.register(sub)
+
+    from reconciler.cli import stack_commands
+
+    stack_commands.register(sub)
+
+    from reconciler.cli import policy_commands
+
+    policy_commands.register(sub)

@@ -1,0 +1,180 @@
+"""SQLAlchemy models: the `portal_domains` table and its append-only audit log.
+
+Both run on PostgreSQL (production: CITEXT, JSONB, native enums) and SQLite (the
+embedded default). Column types that differ per dialect are declared once here
+with `with_variant`; the Alembic migrations spell the same schema out literally
+so that history does not change when this module does (a test compares them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Enum,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import CITEXT, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+from core.hostnames import MAX_HOSTNAME_LENGTH
+from core.status import DomainStatus
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+AUDIT_OUTCOMES: tuple[str, ...] = ("ok", "noop", "denied", "rejected", "conflict", "not_found")
+
+
+class VerificationMethod(StrEnum):
+    CNAME = "cname"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """timestamptz on PostgreSQL; on SQLite (no time zones) UTC stored naive.
+
+    Values are always timezone-aware UTC in Python, whichever database they
+    came from; a naive datetime is refused rather than guessed at.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def case_insensitive_hostname() -> TypeEngine[str]:
+    """CITEXT on PostgreSQL, `VARCHAR COLLATE NOCASE` on SQLite.
+
+    Stored names are already lowercase ASCII; the case-insensitive type makes
+    the unique constraint hold even for a row written by some other path.
+    """
+    return (
+        String(MAX_HOSTNAME_LENGTH)
+        .with_variant(CITEXT(), "postgresql")
+        .with_variant(String(MAX_HOSTNAME_LENGTH, collation="NOCASE"), "sqlite")
+    )
+
+
+def json_document() -> TypeEngine[Any]:
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+def _enum_values(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class PortalDomain(Base):
+    __tablename__ = "portal_domains"
+    __table_args__ = (Index("ix_portal_domains_status", "status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid(), unique=True)
+    domain: Mapped[str] = mapped_column(case_insensitive_hostname(), unique=True)
+    canonical_prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    canonical_host: Mapped[str] = mapped_column(case_insensitive_hostname(), unique=True)
+    status: Mapped[DomainStatus] = mapped_column(
+        Enum(
+            DomainStatus,
+            name="portal_domain_status",
+            values_callable=_enum_values,
+            create_constraint=True,
+            length=32,
+        )
+    )
+    status_message: Mapped[str] = mapped_column(Text(), default="", server_default="")
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verification_method: Mapped[VerificationMethod] = mapped_column(
+        Enum(
+            VerificationMethod,
+            name="portal_domain_verification_method",
+            values_callable=_enum_values,
+            create_constraint=True,
+            length=16,
+        ),
+        default=VerificationMethod.CNAME,
+        server_default=VerificationMethod.CNAME.value,
+    )
+    verification_details: Mapped[dict[str, Any]] = mapped_column(
+        json_document(), default=dict, server_default=text("'{}'")
+    )
+    certificate_secret_name: Mapped[str] = mapped_column(String(253), unique=True)
+    last_synced_resource_version: Mapped[str | None] = mapped_column(Text())
+    version: Mapped[int] = mapped_column(Integer(), default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+    # Every ORM flush of a row checks and bumps `version`; the conditional
+    # UPDATEs in db.service bump it explicitly.
+    __mapper_args__ = {"version_id_col": version}
+
+
+class PortalDomainAudit(Base):
+    """Who did what to which tenant's domain, including refused attempts.
+
+    Append-only: the migration installs triggers that reject UPDATE and DELETE.
+    Statuses are plain text here so old rows stay readable if the enum changes.
+    """
+
+    __tablename__ = "portal_domain_audit"
+    __table_args__ = (
+        Index("ix_portal_domain_audit_tenant_id_occurred_at", "tenant_id", "occurred_at"),
+        CheckConstraint(
+            "outcome IN (" + ", ".join(f"'{o}'" for o in AUDIT_OUTCOMES) + ")", name="outcome"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    action: Mapped[str] = mapped_column(String(32))
+    domain: Mapped[str | None] = mapped_column(Text())
+    status_before: Mapped[str | None] = mapped_column(String(32))
+    status_after: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(json_document())

@@ -1,0 +1,745 @@
+"""The domain service: every read and write of `portal_domains` goes through here.
+
+Callers (CLI, REST API, Temporal activities) get frozen `DomainView`s, never ORM
+objects. Each mutation runs in one transaction together with its audit row;
+refused attempts (invalid hostname, hostname claimed, stale status write) are
+audited too. After a commit, `on_committed` receives a `DomainChange`; the
+reconciler plugs in a hook that starts or signals the tenant's Temporal
+workflow.
+
+Idempotence and retries
+-----------------------
+- `request` with the hostname the tenant already has (and not disabled) changes
+  nothing and returns the row as it is. `disable` of a disabled domain likewise.
+- Those repeats still call `on_committed`: the hook is at-least-once. If a
+  process dies between commit and hook, or the hook fails (HookFailed), repeating
+  the call is how the workflow gets started. Hooks must be idempotent (the
+  workflow id is derived from the tenant id).
+- `record_status(expected=A, new=B)` is a conditional UPDATE (WHERE status = A
+  [AND version = V]). If it matches nothing because the row is already in B,
+  the write is taken as a retry of one that committed (say, a Temporal activity
+  whose result was lost) and succeeds without writing again; with
+  `expected_version` this is only so if the row's version is exactly V + 1.
+  In any other status it raises StaleStatus. A transition not in the status
+  graph raises core.status.IllegalTransition before the database is touched.
+- `record_status(expected=A, new=A)` is not a transition: when the row is in A
+  it refreshes `status_message`, `last_checked_at` and (if given)
+  `verification_details` without bumping `version` or calling the hook, so a
+  poller may repeat it freely; an audit row is written only when the message
+  or details changed. When the row is not in A it raises StaleStatus.
+- `version` counts changes of status or hostname (what the reconciler acts on).
+
+Hostname lifecycle
+------------------
+The canonical prefix, host and certificate secret are assigned on a tenant's
+first request and never change. Replacing the hostname (or re-requesting a
+disabled one) is modelled as "disable, then request": both edges exist from
+every status, so a replacement is always a legal path through the graph and
+restarts at pending_dns. A disabled row keeps its hostname claimed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from core.canonical import canonical_host, certificate_secret_name, choose_prefix
+from core.hostnames import HostnameError, normalize_base_domain, normalize_hostname
+from core.records import DomainRecord
+from core.status import DEPLOYABLE, DomainStatus, check_transition
+from db.errors import (
+    ConcurrentUpdate,
+    DomainAlreadyClaimed,
+    DomainDisabled,
+    DomainError,
+    DomainNotFound,
+    HookFailed,
+    StaleStatus,
+)
+from db.models import PortalDomain, PortalDomainAudit, VerificationMethod
+
+__all__ = [
+    "AuditEntry",
+    "ConcurrentUpdate",
+    "DomainAction",
+    "DomainAlreadyClaimed",
+    "DomainChange",
+    "DomainDisabled",
+    "DomainError",
+    "DomainNotFound",
+    "DomainService",
+    "DomainView",
+    "HookFailed",
+    "HostnameError",
+    "StaleStatus",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_ACTOR_LENGTH = 200
+# A refused hostname is audited as typed, cut to this length.
+MAX_AUDITED_INPUT = 300
+# Lost races are retried this often before ConcurrentUpdate; each retry sees
+# the winner's committed row, so one retry normally settles it.
+_MAX_ATTEMPTS = 3
+_FAILED = frozenset({DomainStatus.DNS_FAILED, DomainStatus.CERTIFICATE_FAILED})
+
+
+class DomainAction(StrEnum):
+    REQUEST = "request"
+    REPLACE = "replace"
+    REFRESH = "refresh"
+    DISABLE = "disable"
+    RECORD_STATUS = "record_status"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainChange:
+    """What the after-commit hook is told: enough to start or signal a workflow."""
+
+    tenant_id: UUID
+    action: DomainAction
+    domain: str
+    status: DomainStatus
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainView:
+    id: UUID
+    tenant_id: UUID
+    domain: str
+    canonical_prefix: str
+    canonical_host: str
+    certificate_secret_name: str
+    status: DomainStatus
+    status_message: str
+    last_checked_at: datetime | None
+    verification_method: VerificationMethod
+    verification_details: Mapping[str, Any]
+    last_synced_resource_version: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def to_record(self) -> DomainRecord:
+        return DomainRecord(
+            tenant_id=str(self.tenant_id),
+            prefix=self.canonical_prefix,
+            domain=self.domain,
+            canonical_host=self.canonical_host,
+            certificate_secret_name=self.certificate_secret_name,
+            status=self.status,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "tenant_id": str(self.tenant_id),
+            "domain": self.domain,
+            "canonical_prefix": self.canonical_prefix,
+            "canonical_host": self.canonical_host,
+            "certificate_secret_name": self.certificate_secret_name,
+            "status": self.status.value,
+            "status_message": self.status_message,
+            "last_checked_at": _iso(self.last_checked_at),
+            "verification_method": self.verification_method.value,
+            "verification_details": copy.deepcopy(dict(self.verification_details)),
+            "last_synced_resource_version": self.last_synced_resource_version,
+            "version": self.version,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    id: int
+    occurred_at: datetime
+    actor: str
+    tenant_id: UUID
+    action: str
+    domain: str | None
+    status_before: DomainStatus | None
+    status_after: DomainStatus | None
+    outcome: str
+    detail: Mapping[str, Any] | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def pending_dns_message(domain: str, canonical: str) -> str:
+    return (
+        f"Waiting for DNS: create a CNAME record {domain} -> {canonical}, then wait for it "
+        "to propagate; verification starts automatically."
+    )
+
+
+class DomainService:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        base_domain: str,
+        on_committed: Callable[[DomainChange], None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._sessions = session_factory
+        self._base_domain = normalize_base_domain(base_domain)
+        self._on_committed = on_committed
+        self._clock = clock
+
+    # ------------------------------------------------------------------ writes
+
+    def request(self, tenant_id: UUID, domain: str, actor: str) -> DomainView:
+        """Register `domain` for the tenant, replace its previous one, or repeat (no-op)."""
+        _check_actor(actor)
+        try:
+            host = normalize_hostname(domain, base_domain=self._base_domain)
+        except HostnameError as exc:
+            self._audit_alone(
+                tenant_id=tenant_id,
+                action=DomainAction.REQUEST,
+                actor=actor,
+                domain=domain[:MAX_AUDITED_INPUT],
+                outcome="rejected",
+                detail={"code": exc.code, "message": exc.message},
+            )
+            raise
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                with self._sessions.begin() as session:
+                    view, change = self._request(session, tenant_id, host, actor)
+            except DomainAlreadyClaimed:
+                self._audit_claimed(tenant_id, host, actor)
+                raise
+            except (IntegrityError, StaleDataError) as exc:
+                # Lost a race: a unique constraint fired (hostname, tenant or
+                # prefix) or the row changed under us. The transaction is rolled
+                # back; decide from what the winner committed.
+                holder = self._holder_of(host)
+                if holder is not None and holder != tenant_id:
+                    self._audit_claimed(tenant_id, host, actor)
+                    raise DomainAlreadyClaimed(host) from exc
+                logger.info(
+                    "request of %s for tenant %s lost a race (attempt %d): %s",
+                    host,
+                    tenant_id,
+                    attempt,
+                    exc.__class__.__name__,
+                )
+                continue
+            self._notify(change)
+            return view
+        raise ConcurrentUpdate(
+            f"request of {host} for tenant {tenant_id} kept racing with other writers; retry"
+        )
+
+    def refresh(self, tenant_id: UUID, actor: str) -> DomainView:
+        """Ask for a re-check.
+
+        A failed domain (dns_failed, certificate_failed) goes back to pending_dns so
+        the workflow starts over; any other keeps its status and only the hook runs
+        (it signals the workflow to re-check now). A disabled domain is refused.
+        """
+        _check_actor(actor)
+        with self._sessions.begin() as session:
+            row = self._lock_row(session, tenant_id)
+            if row is None:
+                self._audit(session, tenant_id, DomainAction.REFRESH, actor, outcome="not_found")
+                view = None
+            else:
+                before = row.status
+                if before is DomainStatus.DISABLED:
+                    self._audit_row(session, row, DomainAction.REFRESH, actor, before, "rejected")
+                else:
+                    if before in _FAILED:
+                        check_transition(before, DomainStatus.PENDING_DNS)
+                        row.status = DomainStatus.PENDING_DNS
+                        row.status_message = pending_dns_message(row.domain, row.canonical_host)
+                        row.updated_at = self._clock()
+                        session.flush()
+                    self._audit_row(session, row, DomainAction.REFRESH, actor, before, "ok")
+                view = _view(row)
+        if view is None:
+            raise DomainNotFound(tenant_id)
+        if view.status is DomainStatus.DISABLED:
+            raise DomainDisabled(tenant_id, view.domain)
+        self._notify(_change(view, DomainAction.REFRESH))
+        return view
+
+    def disable(self, tenant_id: UUID, actor: str) -> DomainView:
+        """Disable the tenant's domain (its resources are pruned); idempotent."""
+        _check_actor(actor)
+        with self._sessions.begin() as session:
+            row = self._lock_row(session, tenant_id)
+            if row is None:
+                self._audit(session, tenant_id, DomainAction.DISABLE, actor, outcome="not_found")
+                found = False
+            else:
+                found = True
+                before = row.status
+                if before is DomainStatus.DISABLED:
+                    self._audit_row(session, row, DomainAction.DISABLE, actor, before, "noop")
+                else:
+                    check_transition(before, DomainStatus.DISABLED)
+                    row.status = DomainStatus.DISABLED
+                    row.status_message = f"Disabled by {actor}."
+                    row.updated_at = self._clock()
+                    session.flush()
+                    self._audit_row(session, row, DomainAction.DISABLE, actor, before, "ok")
+                view = _view(row)
+        if not found:
+            raise DomainNotFound(tenant_id)
+        self._notify(_change(view, DomainAction.DISABLE))
+        return view
+
+    def record_status(
+        self,
+        tenant_id: UUID,
+        *,
+        expected_status: DomainStatus,
+        new_status: DomainStatus,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        actor: str = "reconciler",
+    ) -> DomainView:
+        """Move the domain from `expected_status` to `new_status` if it is still there.
+
+        See the module docstring for retries and same-status writes.
+        """
+        _check_actor(actor)
+        transition = expected_status != new_status
+        if transition:
+            check_transition(expected_status, new_status)
+        error: DomainError | None = None
+        change: DomainChange | None = None
+        with self._sessions.begin() as session:
+            row = self._lock_row(session, tenant_id)
+            if row is None:
+                self._audit(
+                    session, tenant_id, DomainAction.RECORD_STATUS, actor, outcome="not_found"
+                )
+                raise_not_found = True
+            else:
+                raise_not_found = False
+                before = row.status
+                old = (row.status_message, copy.deepcopy(row.verification_details))
+                if self._conditional_update(
+                    session,
+                    tenant_id,
+                    expected_status=expected_status,
+                    new_status=new_status,
+                    message=message,
+                    details=details,
+                    expected_version=expected_version,
+                ):
+                    session.refresh(row)
+                    if transition or (row.status_message, row.verification_details) != old:
+                        self._audit_row(
+                            session,
+                            row,
+                            DomainAction.RECORD_STATUS,
+                            actor,
+                            before,
+                            "ok",
+                            detail={"message": message},
+                        )
+                    if transition:
+                        change = _change(_view(row), DomainAction.RECORD_STATUS)
+                elif transition and _already_applied(row, new_status, expected_version):
+                    logger.info(
+                        "tenant %s is already %s: treating record_status as a retry",
+                        tenant_id,
+                        new_status,
+                    )
+                    change = _change(_view(row), DomainAction.RECORD_STATUS)
+                else:
+                    error = StaleStatus(
+                        tenant_id=tenant_id,
+                        expected_status=expected_status,
+                        actual_status=row.status,
+                        expected_version=expected_version,
+                        actual_version=row.version,
+                    )
+                    self._audit_row(
+                        session,
+                        row,
+                        DomainAction.RECORD_STATUS,
+                        actor,
+                        row.status,
+                        "conflict",
+                        detail={
+                            "expected_status": expected_status.value,
+                            "wanted_status": new_status.value,
+                            "expected_version": expected_version,
+                            "actual_version": row.version,
+                        },
+                    )
+                view = _view(row)
+        if raise_not_found:
+            raise DomainNotFound(tenant_id)
+        if error is not None:
+            raise error
+        if change is not None:
+            self._notify(change)
+        return view
+
+    def audit_denied(
+        self,
+        tenant_id: UUID,
+        action: DomainAction,
+        actor: str,
+        *,
+        domain: str | None = None,
+        reason: str,
+    ) -> None:
+        """Record an attempt refused before reaching the service (e.g. by RBAC)."""
+        _check_actor(actor)
+        self._audit_alone(
+            tenant_id=tenant_id,
+            action=action,
+            actor=actor,
+            domain=domain,
+            outcome="denied",
+            detail={"reason": reason},
+        )
+
+    # ------------------------------------------------------------------- reads
+
+    def get(self, tenant_id: UUID) -> DomainView:
+        with self._sessions() as session:
+            row = session.scalars(
+                select(PortalDomain).where(PortalDomain.tenant_id == tenant_id)
+            ).one_or_none()
+            if row is None:
+                raise DomainNotFound(tenant_id)
+            return _view(row)
+
+    def list(self, status: DomainStatus | None = None) -> builtins.list[DomainView]:
+        query = select(PortalDomain)
+        if status is not None:
+            query = query.where(PortalDomain.status == status)
+        with self._sessions() as session:
+            views = [_view(row) for row in session.scalars(query)]
+        return sorted(views, key=lambda v: str(v.tenant_id))
+
+    def load_records(
+        self, statuses: Collection[DomainStatus] = DEPLOYABLE
+    ) -> builtins.list[DomainRecord]:
+        """The reconciler's input: one record per tenant in `statuses`, sorted by tenant."""
+        wanted = sorted(set(statuses))
+        if not wanted:
+            return []
+        with self._sessions() as session:
+            rows = session.scalars(select(PortalDomain).where(PortalDomain.status.in_(wanted)))
+            records = [_view(row).to_record() for row in rows]
+        return sorted(records, key=lambda r: r.tenant_id)
+
+    def audit_log(self, tenant_id: UUID) -> builtins.list[AuditEntry]:
+        """The tenant's audit rows, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(PortalDomainAudit)
+                .where(PortalDomainAudit.tenant_id == tenant_id)
+                .order_by(PortalDomainAudit.id)
+            )
+            return [_audit_entry(row) for row in rows]
+
+    # ----------------------------------------------------------------- helpers
+
+    def _request(
+        self, session: Session, tenant_id: UUID, host: str, actor: str
+    ) -> tuple[DomainView, DomainChange]:
+        row = self._lock_row(session, tenant_id)
+        holder = session.scalars(
+            select(PortalDomain.tenant_id).where(PortalDomain.domain == host)
+        ).one_or_none()
+        if holder is not None and holder != tenant_id:
+            raise DomainAlreadyClaimed(host)
+        now = self._clock()
+
+        if row is None:
+            row = self._new_row(session, tenant_id, host, now)
+            self._audit_row(
+                session,
+                row,
+                DomainAction.REQUEST,
+                actor,
+                None,
+                "ok",
+                detail={"canonical_host": row.canonical_host},
+            )
+            view = _view(row)
+            return view, _change(view, DomainAction.REQUEST)
+
+        before = row.status
+        if row.domain == host and before is not DomainStatus.DISABLED:
+            self._audit_row(session, row, DomainAction.REQUEST, actor, before, "noop")
+            view = _view(row)
+            return view, _change(view, DomainAction.REQUEST)
+
+        # Replacement (or re-enabling) = disable, then request anew.
+        if before is not DomainStatus.DISABLED:
+            check_transition(before, DomainStatus.DISABLED)
+        check_transition(DomainStatus.DISABLED, DomainStatus.PENDING_DNS)
+        previous = row.domain
+        action = DomainAction.REQUEST if previous == host else DomainAction.REPLACE
+        row.domain = host
+        row.status = DomainStatus.PENDING_DNS
+        row.status_message = pending_dns_message(host, row.canonical_host)
+        row.last_checked_at = None
+        row.verification_details = {"expected_cname": row.canonical_host}
+        row.last_synced_resource_version = None
+        row.updated_at = now
+        session.flush()
+        self._audit_row(
+            session, row, action, actor, before, "ok", detail={"previous_domain": previous}
+        )
+        view = _view(row)
+        return view, _change(view, action)
+
+    def _new_row(self, session: Session, tenant_id: UUID, host: str, now: datetime) -> PortalDomain:
+        # Only prefixes sharing the tenant's first 7 hex digits can collide.
+        taken = set(
+            session.scalars(
+                select(PortalDomain.canonical_prefix).where(
+                    PortalDomain.canonical_prefix.startswith(tenant_id.hex[:7], autoescape=True)
+                )
+            )
+        )
+        prefix = choose_prefix(tenant_id, taken)
+        if len(prefix) > 7:
+            logger.warning(
+                "tenant %s: prefix %s collides, lengthened to %s", tenant_id, prefix[:7], prefix
+            )
+        canonical = canonical_host(prefix, self._base_domain)
+        row = PortalDomain(
+            id=uuid4(),
+            tenant_id=tenant_id,
+            domain=host,
+            canonical_prefix=prefix,
+            canonical_host=canonical,
+            status=DomainStatus.PENDING_DNS,
+            status_message=pending_dns_message(host, canonical),
+            last_checked_at=None,
+            verification_method=VerificationMethod.CNAME,
+            verification_details={"expected_cname": canonical},
+            certificate_secret_name=certificate_secret_name(prefix),
+            last_synced_resource_version=None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def _conditional_update(
+        self,
+        session: Session,
+        tenant_id: UUID,
+        *,
+        expected_status: DomainStatus,
+        new_status: DomainStatus,
+        message: str,
+        details: Mapping[str, Any] | None,
+        expected_version: int | None,
+    ) -> bool:
+        now = self._clock()
+        conditions = [PortalDomain.tenant_id == tenant_id, PortalDomain.status == expected_status]
+        if expected_version is not None:
+            conditions.append(PortalDomain.version == expected_version)
+        values: dict[str, Any] = {
+            "status_message": message,
+            "last_checked_at": now,
+            "updated_at": now,
+        }
+        if details is not None:
+            values["verification_details"] = copy.deepcopy(dict(details))
+        if expected_status != new_status:
+            values["status"] = new_status
+            values["version"] = PortalDomain.version + 1
+        result = session.execute(
+            update(PortalDomain)
+            .where(*conditions)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(result, CursorResult)
+        return result.rowcount == 1
+
+    @staticmethod
+    def _lock_row(session: Session, tenant_id: UUID) -> PortalDomain | None:
+        # FOR UPDATE on PostgreSQL; SQLite transactions are serialised by
+        # BEGIN IMMEDIATE (db.session) and ignore the clause.
+        return session.scalars(
+            select(PortalDomain)
+            .where(PortalDomain.tenant_id == tenant_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+
+    def _holder_of(self, host: str) -> UUID | None:
+        with self._sessions() as session:
+            return session.scalars(
+                select(PortalDomain.tenant_id).where(PortalDomain.domain == host)
+            ).one_or_none()
+
+    def _audit(
+        self,
+        session: Session,
+        tenant_id: UUID,
+        action: DomainAction,
+        actor: str,
+        *,
+        outcome: str,
+        domain: str | None = None,
+        before: DomainStatus | None = None,
+        after: DomainStatus | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        session.add(
+            PortalDomainAudit(
+                occurred_at=self._clock(),
+                actor=actor,
+                tenant_id=tenant_id,
+                action=action.value,
+                domain=domain,
+                status_before=before.value if before is not None else None,
+                status_after=after.value if after is not None else None,
+                outcome=outcome,
+                detail=dict(detail) if detail is not None else None,
+            )
+        )
+
+    def _audit_row(
+        self,
+        session: Session,
+        row: PortalDomain,
+        action: DomainAction,
+        actor: str,
+        before: DomainStatus | None,
+        outcome: str,
+        *,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._audit(
+            session,
+            row.tenant_id,
+            action,
+            actor,
+            outcome=outcome,
+            domain=row.domain,
+            before=before,
+            after=row.status,
+            detail=detail,
+        )
+
+    def _audit_alone(
+        self,
+        *,
+        tenant_id: UUID,
+        action: DomainAction,
+        actor: str,
+        domain: str | None,
+        outcome: str,
+        detail: Mapping[str, Any] | None,
+    ) -> None:
+        """An audit row in a transaction of its own (the attempt itself wrote nothing)."""
+        with self._sessions.begin() as session:
+            self._audit(
+                session, tenant_id, action, actor, outcome=outcome, domain=domain, detail=detail
+            )
+
+    def _audit_claimed(self, tenant_id: UUID, host: str, actor: str) -> None:
+        self._audit_alone(
+            tenant_id=tenant_id,
+            action=DomainAction.REQUEST,
+            actor=actor,
+            domain=host,
+            outcome="conflict",
+            detail={"code": DomainAlreadyClaimed.code},
+        )
+
+    def _notify(self, change: DomainChange) -> None:
+        if self._on_committed is None:
+            return
+        try:
+            self._on_committed(change)
+        except Exception as exc:
+            # The change is committed; say so, keep the cause, and let the
+            # caller retry (every operation is idempotent and re-runs the hook).
+            logger.exception("after-commit hook failed for %s", change)
+            raise HookFailed(
+                f"the {change.action} of {change.domain} for tenant {change.tenant_id} is saved, "
+                f"but starting the reconciler failed ({exc}); repeat the command to retry"
+            ) from exc
+
+
+def _check_actor(actor: str) -> None:
+    if not actor.strip() or len(actor) > MAX_ACTOR_LENGTH:
+        raise ValueError(f"actor must be 1-{MAX_ACTOR_LENGTH} characters, got {actor!r}")
+
+
+def _already_applied(row: PortalDomain, new_status: DomainStatus, version: int | None) -> bool:
+    return row.status is new_status and (version is None or row.version == version + 1)
+
+
+def _change(view: DomainView, action: DomainAction) -> DomainChange:
+    return DomainChange(
+        tenant_id=view.tenant_id, action=action, domain=view.domain, status=view.status
+    )
+
+
+def _view(row: PortalDomain) -> DomainView:
+    return DomainView(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        domain=row.domain,
+        canonical_prefix=row.canonical_prefix,
+        canonical_host=row.canonical_host,
+        certificate_secret_name=row.certificate_secret_name,
+        status=DomainStatus(row.status),
+        status_message=row.status_message,
+        last_checked_at=row.last_checked_at,
+        verification_method=VerificationMethod(row.verification_method),
+        verification_details=MappingProxyType(copy.deepcopy(dict(row.verification_details))),
+        last_synced_resource_version=row.last_synced_resource_version,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _audit_entry(row: PortalDomainAudit) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        occurred_at=row.occurred_at,
+        actor=row.actor,
+        tenant_id=row.tenant_id,
+        action=row.action,
+        domain=row.domain,
+        status_before=DomainStatus(row.status_before) if row.status_before else None,
+        status_after=DomainStatus(row.status_after) if row.status_after else None,
+        outcome=row.outcome,
+        detail=MappingProxyType(copy.deepcopy(row.detail)) if row.detail is not None else None,
+    )
