@@ -37,7 +37,7 @@ from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_SECONDS = 2.0
 
 
 class PermanentReconcileError(ApplicationError):
@@ -71,6 +71,7 @@ class ActivityDependencies:
     task_queue: str
     ca_domains: tuple[str, ...] = ("letsencrypt.org",)
     debounce_seconds: float = 2.0
+    heartbeat_timeout_seconds: float = 60.0
 
 
 def _application_error(err: DomainError | IllegalTransition) -> ApplicationError:
@@ -185,7 +186,8 @@ class DomainActivities:
         await self.deps.client.start_workflow(
             EnvironmentReconcileWorkflow.run,
             p.EnvironmentState(environment=inp.environment,
-                               debounce_seconds=self.deps.debounce_seconds),
+                               debounce_seconds=self.deps.debounce_seconds,
+                               heartbeat_timeout_seconds=self.deps.heartbeat_timeout_seconds),
             id=p.reconcile_workflow_id(inp.environment),
             task_queue=self.deps.task_queue,
             start_signal="request",

@@ -172,6 +172,7 @@ class EnvironmentState:
     debounce_seconds: float = 2.0
     idle_timeout_seconds: float = 600.0
     runs_before_continue_as_new: int = 50
+    heartbeat_timeout_seconds: float = 60.0
     pending: tuple[ReconcileRequest, ...] = ()
     run_number: int = 0
 

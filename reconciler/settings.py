@@ -38,6 +38,8 @@ class Settings:
     gitops_remote: str | None  # None: the embedded local bare repo
     timings: str  # "production" or "fast"
     debounce_seconds: float
+    start_workflows: bool  # after-commit hook signals Temporal (CLI/API)
+    heartbeat_timeout_seconds: float
 
     @property
     def embedded_remote(self) -> Path:
@@ -78,8 +80,10 @@ class Settings:
             probe_connect_address=env.get("PORTAL_DOMAINS_PROBE_CONNECT_ADDRESS") or None,
             probe_ca_bundle=env.get("PORTAL_DOMAINS_PROBE_CA_BUNDLE") or None,
             gitops_remote=env.get("PORTAL_DOMAINS_GITOPS_REMOTE") or None,
-            timings=_choice(env, "PORTAL_DOMAINS_TIMINGS", ("production", "fast")),
+            timings=_choice(env, "PORTAL_DOMAINS_TIMINGS", ("production", "fast", "test")),
             debounce_seconds=float(_int(env, "PORTAL_DOMAINS_DEBOUNCE_SECONDS", 2)),
+            heartbeat_timeout_seconds=float(_int(env, "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS", 60)),
+            start_workflows=_choice(env, "PORTAL_DOMAINS_START_WORKFLOWS", ("on", "off")) == "on",
         )
 
 

@@ -35,8 +35,23 @@ FAST_TIMINGS = p.Timings(
 )
 
 
+# For the test suite: every wait in seconds or less.
+TEST_TIMINGS = p.Timings(
+    dns_check_delays=(0.3, 0.5),
+    dns_timeout=4,
+    cert_poll_interval=0.5,
+    cert_timeout=30,
+    https_poll_interval=0.5,
+    https_timeout=15,
+    reconcile_wait_timeout=300,
+    failed_retry_interval=30,
+    watch_interval=1,
+    watch_checks_before_continue_as_new=5,
+)
+
+
 def timings_for(profile: str) -> p.Timings:
-    return FAST_TIMINGS if profile == "fast" else p.Timings()
+    return {"fast": FAST_TIMINGS, "test": TEST_TIMINGS}.get(profile, p.Timings())
 
 
 async def signal_registration(

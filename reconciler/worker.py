@@ -60,14 +60,23 @@ def workflow_hook(settings: Settings) -> Callable[[DomainChange], None]:
         signal = "remove" if change.action == "disable" else "refresh"
 
         async def send() -> None:
-            client = await connect(settings)
+            client = await asyncio.wait_for(connect(settings), timeout=10)
             await signal_registration(
                 client, tenant_id=str(change.tenant_id), environment=settings.environment,
                 task_queue=settings.task_queue, signal=signal,
                 timings=timings_for(settings.timings),
             )
 
-        run_sync(send)
+        try:
+            run_sync(send)
+        except (RuntimeError, TimeoutError, OSError) as err:
+            # The change is committed; the worker starts missing workflows when
+            # it starts (resume_registrations), so this is late, not lost.
+            log.warning(
+                "saved, but the workflow for tenant %s was not signalled (%s at %s: %s); "
+                "`portal-domains worker` resumes it when it starts",
+                change.tenant_id, signal, settings.temporal_address, err,
+            )
 
     return hook
 
@@ -123,6 +132,7 @@ def build_runtime(
         client=client,
         task_queue=settings.task_queue,
         debounce_seconds=settings.debounce_seconds,
+        heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
     )
     return Runtime(settings=settings, client=client, deps=deps,
                    activities=DomainActivities(deps))

@@ -124,7 +124,7 @@ class EnvironmentReconcileWorkflow:
             batch, self._pending = self._pending, []
             self._in_flight = {r.request_id for r in batch}
             self._run_number += 1
-            outcome = await self._run_once(state.environment, batch)
+            outcome = await self._run_once(state, batch)
             for request in batch:
                 self._finished[request.request_id] = outcome
             self._in_flight = set()
@@ -139,25 +139,26 @@ class EnvironmentReconcileWorkflow:
                         debounce_seconds=state.debounce_seconds,
                         idle_timeout_seconds=state.idle_timeout_seconds,
                         runs_before_continue_as_new=state.runs_before_continue_as_new,
+                        heartbeat_timeout_seconds=state.heartbeat_timeout_seconds,
                         pending=tuple(self._pending),
                         run_number=self._run_number,
                     )
                 )
 
     async def _run_once(
-        self, environment: str, batch: list[p.ReconcileRequest]
+        self, state: p.EnvironmentState, batch: list[p.ReconcileRequest]
     ) -> p.ReconcileOutcome:
         try:
             outcome: p.ReconcileOutcome = await workflow.execute_activity(
                 p.RECONCILE_ENVIRONMENT,
                 p.ReconcileEnvironmentInput(
-                    environment=environment,
+                    environment=state.environment,
                     run_id=f"{workflow.info().workflow_id}/{self._run_number}",
                     request_ids=tuple(r.request_id for r in batch),
                 ),
                 result_type=p.ReconcileOutcome,
                 start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=timedelta(seconds=60),
+                heartbeat_timeout=timedelta(seconds=state.heartbeat_timeout_seconds),
                 retry_policy=RECONCILE_RETRY,
             )
         except ActivityError as err:

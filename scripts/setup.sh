@@ -11,6 +11,8 @@
 # rely on a pulumi toolchain already on PATH.
 set -euo pipefail
 
+main() {
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=toolchain/versions.env
 source "$ROOT/scripts/toolchain/versions.env"
@@ -134,3 +136,8 @@ fi
 CURRENT_STEP="done"
 trap - EXIT
 step "setup complete in $(( $(date +%s) - STARTED ))s; toolchain: $BIN"
+}
+
+# Everything runs from main, so bash has parsed the whole file before it starts
+# (editing the script during a long build cannot derail a running setup).
+main "$@"

@@ -149,9 +149,9 @@ class _EventCollector:
                 self.progress(f"  {op:<8} {meta.type.split(':')[-1]:<15} {slug}")
         elif event.policy_event is not None:
             pe = event.policy_event
-            self.violations.append(
-                f"[{pe.enforcement_level}] {pe.policy_name}: {pe.description} {pe.message}".strip()
-            )
+            # the engine's message is "<description>\n<violation>"
+            text = " ".join(pe.message.split())
+            self.violations.append(f"[{pe.enforcement_level}] {pe.policy_name}: {text}")
         elif event.diagnostic_event is not None:
             diag = event.diagnostic_event
             if diag.severity == "error":

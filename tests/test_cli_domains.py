@@ -26,6 +26,8 @@ def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PORTAL_DOMAINS_DATABASE_URL", f"sqlite:///{path}")
     monkeypatch.setenv("PORTAL_DOMAINS_BASE_DOMAIN", "portal.algapsa.com")
     monkeypatch.setenv("USER", "alice")
+    # no Temporal in these tests: the after-commit hook is exercised by the reconciler tests
+    monkeypatch.setenv("PORTAL_DOMAINS_START_WORKFLOWS", "off")
     return path
 
 

@@ -15,6 +15,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     stack_commands.register(sub)
 
+    from reconciler.cli import worker_commands
+
+    worker_commands.register(sub)
+
     from reconciler.cli import policy_commands
 
     policy_commands.register(sub)

@@ -281,8 +281,14 @@ def _guarded(handler: Handler) -> Handler:
 def _service(settings: Settings) -> Iterator[DomainService]:
     migrate.require_current_schema(settings.database_url)
     engine = make_engine(settings.database_url)
+    hook = None
+    if settings.start_workflows:
+        from reconciler.worker import workflow_hook
+
+        hook = workflow_hook(settings)
     try:
-        yield DomainService(make_session_factory(engine), base_domain=settings.base_domain)
+        yield DomainService(make_session_factory(engine), base_domain=settings.base_domain,
+                            on_committed=hook)
     finally:
         engine.dispose()
 
