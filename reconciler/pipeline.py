@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from opentelemetry.trace import Tracer
 
 from core.records import DomainRecord
+from core.status import DomainStatus
+from db.service import DomainService
 from reconciler.gitops import GitOpsRepo, PublishResult
 from reconciler.telemetry import span
 from stack.automation import EnvironmentStack, Progress, RunSummary
 from stack.export import render_files
+
+
+def all_records(service: DomainService) -> list[DomainRecord]:
+    """Every row, any status: deployable ones are deployed, the rest explain deletions."""
+    return service.load_records(tuple(DomainStatus))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,13 +55,22 @@ def reconcile_once(
                 recovered = tuple(stack.recover())
         records = load_records()
         with span(tracer, "pulumi.up", env=env):
-            summary = stack.up(records, allow_empty=allow_empty,
-                               confirm_deletions=confirm_deletions, progress=progress)
+            summary = stack.up(
+                records,
+                allow_empty=allow_empty,
+                confirm_deletions=confirm_deletions,
+                progress=progress,
+            )
         with span(tracer, "export", env=env):
             files = render_files(stack.state_objects(), environment=env)
         published = None
         if git is not None:
             with span(tracer, "git.push", env=env):
                 published = git.publish(stack.config.manifest_root, files)
-    return ReconcileReport(summary=summary, files=files, published=published,
-                           duration_seconds=time.monotonic() - started, recovered=recovered)
+    return ReconcileReport(
+        summary=summary,
+        files=files,
+        published=published,
+        duration_seconds=time.monotonic() - started,
+        recovered=recovered,
+    )

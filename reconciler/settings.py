@@ -72,7 +72,8 @@ class Settings:
             base_domain=env.get("PORTAL_DOMAINS_BASE_DOMAIN", "portal.algapsa.com"),
             environment=env.get("PORTAL_DOMAINS_ENVIRONMENT", "staging"),
             dns_nameservers=tuple(
-                n.strip() for n in env.get("PORTAL_DOMAINS_DNS_NAMESERVERS", "").split(",")
+                n.strip()
+                for n in env.get("PORTAL_DOMAINS_DNS_NAMESERVERS", "").split(",")
                 if n.strip()
             ),
             dns_port=_int(env, "PORTAL_DOMAINS_DNS_PORT", 53),
@@ -82,7 +83,9 @@ class Settings:
             gitops_remote=env.get("PORTAL_DOMAINS_GITOPS_REMOTE") or None,
             timings=_choice(env, "PORTAL_DOMAINS_TIMINGS", ("production", "fast", "test")),
             debounce_seconds=float(_int(env, "PORTAL_DOMAINS_DEBOUNCE_SECONDS", 2)),
-            heartbeat_timeout_seconds=float(_int(env, "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS", 60)),
+            heartbeat_timeout_seconds=float(
+                _int(env, "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS", 60)
+            ),
             start_workflows=_choice(env, "PORTAL_DOMAINS_START_WORKFLOWS", ("on", "off")) == "on",
         )
 

@@ -33,8 +33,15 @@ def certificate_hosts(documents: Iterable[str]) -> set[str]:
 
 
 class CertManagerSimulator:
-    def __init__(self, *, remote: str, manifest_root: str, tls: LocalTlsServer,
-                 branch: str = "main", interval_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        remote: str,
+        manifest_root: str,
+        tls: LocalTlsServer,
+        branch: str = "main",
+        interval_seconds: float = 0.5,
+    ) -> None:
         self.remote = remote
         self.manifest_root = manifest_root.strip("/")
         self.tls = tls
@@ -45,14 +52,22 @@ class CertManagerSimulator:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _git(self, *args: str) -> str:
-        proc = subprocess.run(["git", "--git-dir", self.remote, *args], capture_output=True,
-                              text=True, check=False, timeout=30)
+        proc = subprocess.run(
+            ["git", "--git-dir", self.remote, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
         return proc.stdout if proc.returncode == 0 else ""
 
     def _documents(self) -> list[str]:
         listing = self._git("ls-tree", "--name-only", f"{self.branch}:{self.manifest_root}")
-        return [self._git("show", f"{self.branch}:{self.manifest_root}/{name}")
-                for name in listing.split() if name.endswith(".yaml")]
+        return [
+            self._git("show", f"{self.branch}:{self.manifest_root}/{name}")
+            for name in listing.split()
+            if name.endswith(".yaml")
+        ]
 
     def sync_once(self) -> None:
         wanted = certificate_hosts(self._documents())

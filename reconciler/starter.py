@@ -55,7 +55,12 @@ def timings_for(profile: str) -> p.Timings:
 
 
 async def signal_registration(
-    client: Client, *, tenant_id: str, environment: str, task_queue: str, signal: Signal,
+    client: Client,
+    *,
+    tenant_id: str,
+    environment: str,
+    task_queue: str,
+    signal: Signal,
     timings: p.Timings,
 ) -> None:
     await client.start_workflow(

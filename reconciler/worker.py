@@ -22,7 +22,7 @@ from reconciler.activities import ActivityDependencies, DomainActivities, ProbeS
 from reconciler.dns import DnsSettings
 from reconciler.gitops import GitOpsRepo, GitSettings, ensure_bare_remote
 from reconciler.settings import Settings
-from reconciler.starter import run_sync, signal_registration, timings_for
+from reconciler.starter import Signal, run_sync, signal_registration, timings_for
 from reconciler.telemetry import Analytics
 from reconciler.workflows import EnvironmentReconcileWorkflow, PortalDomainRegistrationWorkflow
 from stack.automation import EnvironmentStack
@@ -39,31 +39,51 @@ async def connect(settings: Settings, tracer_provider: TracerProvider | None = N
     if tracer_provider is not None:
         interceptors.append(TracingInterceptor(tracer_provider.get_tracer("portal-domains")))
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace,
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
         interceptors=interceptors,
     )
 
 
-def domain_service(settings: Settings, *, hook: Callable[[DomainChange], None] | None = None
-                   ) -> DomainService:
+def domain_service(
+    settings: Settings, *, hook: Callable[[DomainChange], None] | None = None
+) -> DomainService:
     engine = make_engine(settings.database_url)
-    return DomainService(make_session_factory(engine), base_domain=settings.base_domain,
-                         on_committed=hook)
+    return DomainService(
+        make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
+    )
 
 
-def workflow_hook(settings: Settings) -> Callable[[DomainChange], None]:
+def workflow_hook(
+    settings: Settings, analytics: Analytics | None = None
+) -> Callable[[DomainChange], None]:
     """After-commit hook: signal-with-start the tenant's registration workflow."""
+    events = analytics or Analytics(settings.posthog_api_key, settings.posthog_host)
 
     def hook(change: DomainChange) -> None:
         if change.action == DomainAction.RECORD_STATUS:
             return  # the workflow wrote it; telling it again would only interrupt it
-        signal = "remove" if change.action == "disable" else "refresh"
+        if change.action in (DomainAction.REQUEST, DomainAction.REPLACE):
+            events.capture(
+                "portal_domain.requested",
+                distinct_id=str(change.tenant_id),
+                properties={
+                    "tenant_id": str(change.tenant_id),
+                    "domain": change.domain,
+                    "env": settings.environment,
+                    "action": change.action.value,
+                },
+            )
+        signal: Signal = "remove" if change.action == DomainAction.DISABLE else "refresh"
 
         async def send() -> None:
             client = await asyncio.wait_for(connect(settings), timeout=10)
             await signal_registration(
-                client, tenant_id=str(change.tenant_id), environment=settings.environment,
-                task_queue=settings.task_queue, signal=signal,
+                client,
+                tenant_id=str(change.tenant_id),
+                environment=settings.environment,
+                task_queue=settings.task_queue,
+                signal=signal,
                 timings=timings_for(settings.timings),
             )
 
@@ -75,7 +95,10 @@ def workflow_hook(settings: Settings) -> Callable[[DomainChange], None]:
             log.warning(
                 "saved, but the workflow for tenant %s was not signalled (%s at %s: %s); "
                 "`portal-domains worker` resumes it when it starts",
-                change.tenant_id, signal, settings.temporal_address, err,
+                change.tenant_id,
+                signal,
+                settings.temporal_address,
+                err,
             )
 
     return hook
@@ -124,9 +147,12 @@ def build_runtime(
         stack_for=stack_for,
         git_for=git_for,
         dns=dns or DnsSettings(nameservers=settings.dns_nameservers, port=settings.dns_port),
-        probe=probe or ProbeSettings(port=settings.probe_port,
-                                     connect_address=settings.probe_connect_address,
-                                     ca_bundle=settings.probe_ca_bundle),
+        probe=probe
+        or ProbeSettings(
+            port=settings.probe_port,
+            connect_address=settings.probe_connect_address,
+            ca_bundle=settings.probe_ca_bundle,
+        ),
         analytics=analytics,
         tracer=tracer_provider.get_tracer("portal-domains"),
         client=client,
@@ -134,8 +160,7 @@ def build_runtime(
         debounce_seconds=settings.debounce_seconds,
         heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
     )
-    return Runtime(settings=settings, client=client, deps=deps,
-                   activities=DomainActivities(deps))
+    return Runtime(settings=settings, client=client, deps=deps, activities=DomainActivities(deps))
 
 
 def make_worker(runtime: Runtime, *, max_concurrent_activities: int = 16) -> Worker:
@@ -162,9 +187,11 @@ async def resume_registrations(runtime: Runtime) -> int:
             continue
         await runtime.client.start_workflow(
             PortalDomainRegistrationWorkflow.run,
-            p.RegistrationInput(tenant_id=str(view.tenant_id),
-                                environment=runtime.settings.environment,
-                                timings=timings_for(runtime.settings.timings)),
+            p.RegistrationInput(
+                tenant_id=str(view.tenant_id),
+                environment=runtime.settings.environment,
+                timings=timings_for(runtime.settings.timings),
+            ),
             id=p.registration_workflow_id(str(view.tenant_id)),
             task_queue=runtime.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -9,7 +9,6 @@ says, and every wait is interruptible by the `remove` and `refresh` signals.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -28,7 +27,8 @@ DB_RETRY = RetryPolicy(
     non_retryable_error_types=["StaleStatus", "IllegalTransition", "DomainNotFound"],
 )
 PROBE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
 )
 RECONCILE_RETRY = RetryPolicy(
@@ -113,7 +113,7 @@ class EnvironmentReconcileWorkflow:
                 await workflow.wait_condition(
                     lambda: bool(self._pending), timeout=state.idle_timeout_seconds
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if not self._pending:
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -199,18 +199,25 @@ class PortalDomainRegistrationWorkflow:
         """Sleep, but wake at once on remove or refresh."""
         try:
             await workflow.wait_condition(lambda: self._remove or self._refresh, timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _load(self, tenant_id: str) -> p.DomainSnapshot | None:
         result: p.LoadDomainResult = await workflow.execute_activity(
-            p.LOAD_DOMAIN, p.LoadDomainInput(tenant_id=tenant_id),
-            result_type=p.LoadDomainResult, start_to_close_timeout=QUICK, retry_policy=DB_RETRY,
+            p.LOAD_DOMAIN,
+            p.LoadDomainInput(tenant_id=tenant_id),
+            result_type=p.LoadDomainResult,
+            start_to_close_timeout=QUICK,
+            retry_policy=DB_RETRY,
         )
         return result.domain
 
     async def _record(
-        self, snap: p.DomainSnapshot, expected: S, new: S, message: str,
+        self,
+        snap: p.DomainSnapshot,
+        expected: S,
+        new: S,
+        message: str,
         details: dict[str, str] | None = None,
     ) -> bool:
         """Write a transition; False when the row moved on (re-read and resume)."""
@@ -218,10 +225,15 @@ class PortalDomainRegistrationWorkflow:
             await workflow.execute_activity(
                 p.RECORD_STATUS,
                 p.RecordStatusInput(
-                    tenant_id=snap.tenant_id, expected_status=expected.value,
-                    new_status=new.value, message=message, details=details, domain=snap.domain,
+                    tenant_id=snap.tenant_id,
+                    expected_status=expected.value,
+                    new_status=new.value,
+                    message=message,
+                    details=details,
+                    domain=snap.domain,
                 ),
-                result_type=p.RecordStatusResult, start_to_close_timeout=QUICK,
+                result_type=p.RecordStatusResult,
+                start_to_close_timeout=QUICK,
                 retry_policy=DB_RETRY,
             )
         except ActivityError as err:
@@ -229,13 +241,16 @@ class PortalDomainRegistrationWorkflow:
             return False
         return True
 
-    async def _emit(self, event: str, snap: p.DomainSnapshot, **props: str | int | float | None
-                    ) -> None:
+    async def _emit(
+        self, event: str, snap: p.DomainSnapshot, **props: str | int | float | None
+    ) -> None:
         await workflow.execute_activity(
             p.EMIT_EVENT,
-            p.EmitEventInput(event=event, tenant_id=snap.tenant_id,
-                             properties={"domain": snap.domain, **props}),
-            start_to_close_timeout=QUICK, retry_policy=PROBE_RETRY,
+            p.EmitEventInput(
+                event=event, tenant_id=snap.tenant_id, properties={"domain": snap.domain, **props}
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=PROBE_RETRY,
         )
 
     def _now_seconds(self) -> float:
@@ -272,8 +287,12 @@ class PortalDomainRegistrationWorkflow:
                 if self._remove:
                     continue
                 retry = S.VERIFYING_DNS if status is S.DNS_FAILED else S.CERTIFICATE_ISSUING
-                await self._record(snap, status, retry,
-                                   f"Re-checking {snap.domain} after {status.replace('_', ' ')}.")
+                await self._record(
+                    snap,
+                    status,
+                    retry,
+                    f"Re-checking {snap.domain} after {status.replace('_', ' ')}.",
+                )
             elif status is S.ACTIVE:
                 await self._watch(snap, t, refreshed)
                 watch_checks += 1
@@ -283,7 +302,9 @@ class PortalDomainRegistrationWorkflow:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(
                         p.RegistrationInput(
-                            tenant_id=inp.tenant_id, environment=inp.environment, timings=t,
+                            tenant_id=inp.tenant_id,
+                            environment=inp.environment,
+                            timings=t,
                             requested_at=requested_at,
                         )
                     )
@@ -296,7 +317,9 @@ class PortalDomainRegistrationWorkflow:
         self._stage = "verifying_dns"
         if status is S.PENDING_DNS:
             if not await self._record(
-                snap, S.PENDING_DNS, S.VERIFYING_DNS,
+                snap,
+                S.PENDING_DNS,
+                S.VERIFYING_DNS,
                 f"Checking that {snap.domain} is a CNAME to {snap.canonical_host}.",
             ):
                 return
@@ -306,9 +329,11 @@ class PortalDomainRegistrationWorkflow:
         while True:
             result: p.VerifyCnameResult = await workflow.execute_activity(
                 p.VERIFY_CNAME,
-                p.VerifyCnameInput(tenant_id=snap.tenant_id, domain=snap.domain,
-                                   expected=snap.canonical_host),
-                result_type=p.VerifyCnameResult, start_to_close_timeout=QUICK,
+                p.VerifyCnameInput(
+                    tenant_id=snap.tenant_id, domain=snap.domain, expected=snap.canonical_host
+                ),
+                result_type=p.VerifyCnameResult,
+                start_to_close_timeout=QUICK,
                 retry_policy=PROBE_RETRY,
             )
             if result.matches:
@@ -318,18 +343,29 @@ class PortalDomainRegistrationWorkflow:
             else:
                 matches, last = 0, result
             if self._now_seconds() >= deadline:
-                seen = (f"it points to {last.observed}" if last and last.observed
-                        else (last.error if last and last.error else "no CNAME was found"))
+                seen = (
+                    f"it points to {last.observed}"
+                    if last and last.observed
+                    else (last.error if last and last.error else "no CNAME was found")
+                )
                 message = (
                     f"{snap.domain} is not a CNAME to {snap.canonical_host}: {seen}. "
                     f"Create the record `{snap.domain}. CNAME {snap.canonical_host}.` at your "
                     "DNS provider, then choose Refresh."
                 )
-                if await self._record(snap, S.VERIFYING_DNS, S.DNS_FAILED, message,
-                                      {"expected_cname": snap.canonical_host,
-                                       "observed": (last.observed or "") if last else ""}):
-                    await self._emit("portal_domain.dns_failed", snap,
-                                     observed=last.observed if last else None)
+                if await self._record(
+                    snap,
+                    S.VERIFYING_DNS,
+                    S.DNS_FAILED,
+                    message,
+                    {
+                        "expected_cname": snap.canonical_host,
+                        "observed": (last.observed or "") if last else "",
+                    },
+                ):
+                    await self._emit(
+                        "portal_domain.dns_failed", snap, observed=last.observed if last else None
+                    )
                 return
             delay = t.dns_check_delays[min(attempt, len(t.dns_check_delays) - 1)]
             attempt += 1
@@ -340,16 +376,22 @@ class PortalDomainRegistrationWorkflow:
                 self._refresh = False
                 attempt = 0
         caa: p.CheckCaaResult = await workflow.execute_activity(
-            p.CHECK_CAA, p.CheckCaaInput(tenant_id=snap.tenant_id, domain=snap.domain),
-            result_type=p.CheckCaaResult, start_to_close_timeout=QUICK, retry_policy=PROBE_RETRY,
+            p.CHECK_CAA,
+            p.CheckCaaInput(tenant_id=snap.tenant_id, domain=snap.domain),
+            result_type=p.CheckCaaResult,
+            start_to_close_timeout=QUICK,
+            retry_policy=PROBE_RETRY,
         )
         if not caa.allowed:
-            if await self._record(snap, S.VERIFYING_DNS, S.DNS_FAILED, caa.message,
-                                  {"caa": caa.message}):
+            if await self._record(
+                snap, S.VERIFYING_DNS, S.DNS_FAILED, caa.message, {"caa": caa.message}
+            ):
                 await self._emit("portal_domain.dns_failed", snap, reason="caa")
             return
         if await self._record(
-            snap, S.VERIFYING_DNS, S.PENDING_CERTIFICATE,
+            snap,
+            S.VERIFYING_DNS,
+            S.PENDING_CERTIFICATE,
             f"DNS verified: {snap.domain} is a CNAME to {snap.canonical_host}. "
             "Deploying the certificate, gateway and routes.",
             {"expected_cname": snap.canonical_host, "observed": snap.canonical_host},
@@ -362,16 +404,20 @@ class PortalDomainRegistrationWorkflow:
             p.REQUEST_RECONCILE,
             p.RequestReconcileInput(
                 environment=inp.environment,
-                request=p.ReconcileRequest(request_id=request_id,
-                                           requester_workflow_id=workflow.info().workflow_id,
-                                           reason=reason),
+                request=p.ReconcileRequest(
+                    request_id=request_id,
+                    requester_workflow_id=workflow.info().workflow_id,
+                    reason=reason,
+                ),
             ),
-            start_to_close_timeout=QUICK, retry_policy=DB_RETRY,
+            start_to_close_timeout=QUICK,
+            retry_policy=DB_RETRY,
         )
         return request_id
 
-    async def _reconcile(self, inp: p.RegistrationInput, snap: p.DomainSnapshot, t: p.Timings
-                         ) -> None:
+    async def _reconcile(
+        self, inp: p.RegistrationInput, snap: p.DomainSnapshot, t: p.Timings
+    ) -> None:
         self._stage = "reconciling"
         request_id = await self._request_reconcile(inp, f"deploy {snap.prefix}")
         try:
@@ -379,22 +425,32 @@ class PortalDomainRegistrationWorkflow:
                 lambda: request_id in self._reconciled or self._remove or self._refresh,
                 timeout=t.reconcile_wait_timeout,
             )
-        except asyncio.TimeoutError:
-            await self._record(snap, S.PENDING_CERTIFICATE, S.PENDING_CERTIFICATE,
-                               f"Still waiting for the {inp.environment} reconcile to finish.")
+        except TimeoutError:
+            await self._record(
+                snap,
+                S.PENDING_CERTIFICATE,
+                S.PENDING_CERTIFICATE,
+                f"Still waiting for the {inp.environment} reconcile to finish.",
+            )
             return
         outcome = self._reconciled.pop(request_id, None)
         if outcome is None:
             return  # removed or refreshed: the main loop decides
         if not outcome.ok or snap.prefix not in outcome.deployed_tenants:
             why = outcome.message if not outcome.ok else "the run did not include this domain"
-            await self._record(snap, S.PENDING_CERTIFICATE, S.PENDING_CERTIFICATE,
-                               f"Deployment is retried automatically: {why}")
+            await self._record(
+                snap,
+                S.PENDING_CERTIFICATE,
+                S.PENDING_CERTIFICATE,
+                f"Deployment is retried automatically: {why}",
+            )
             await self._pause(t.failed_retry_interval)
             return
         commit = f" (nm-kube-config {outcome.commit[:12]})" if outcome.commit else ""
         await self._record(
-            snap, S.PENDING_CERTIFICATE, S.CERTIFICATE_ISSUING,
+            snap,
+            S.PENDING_CERTIFICATE,
+            S.CERTIFICATE_ISSUING,
             f"Certificate, gateway and routes deployed in {inp.environment}{commit}. "
             "Waiting for cert-manager to issue the certificate.",
         )
@@ -406,16 +462,23 @@ class PortalDomainRegistrationWorkflow:
             result: p.CertificateCheckResult = await workflow.execute_activity(
                 p.CHECK_CERTIFICATE,
                 p.CertificateCheckInput(tenant_id=snap.tenant_id, domain=snap.domain),
-                result_type=p.CertificateCheckResult, start_to_close_timeout=QUICK,
+                result_type=p.CertificateCheckResult,
+                start_to_close_timeout=QUICK,
                 retry_policy=PROBE_RETRY,
             )
             if result.ok:
                 until = f" (valid until {result.not_after})" if result.not_after else ""
-                if await self._record(snap, S.CERTIFICATE_ISSUING, S.DEPLOYING,
-                                      f"Certificate issued for {snap.domain}{until}. "
-                                      "Checking HTTPS."):
-                    await self._emit("portal_domain.cert_ready", snap,
-                                     issuance_seconds=round(self._now_seconds() - started, 1))
+                if await self._record(
+                    snap,
+                    S.CERTIFICATE_ISSUING,
+                    S.DEPLOYING,
+                    f"Certificate issued for {snap.domain}{until}. Checking HTTPS.",
+                ):
+                    await self._emit(
+                        "portal_domain.cert_ready",
+                        snap,
+                        issuance_seconds=round(self._now_seconds() - started, 1),
+                    )
                 return
             if self._now_seconds() - started >= t.cert_timeout:
                 message = (
@@ -436,22 +499,32 @@ class PortalDomainRegistrationWorkflow:
         started = self._now_seconds()
         while True:
             result: p.HttpsProbeResult = await workflow.execute_activity(
-                p.PROBE_HTTPS, p.HttpsProbeInput(tenant_id=snap.tenant_id, domain=snap.domain),
-                result_type=p.HttpsProbeResult, start_to_close_timeout=QUICK,
+                p.PROBE_HTTPS,
+                p.HttpsProbeInput(tenant_id=snap.tenant_id, domain=snap.domain),
+                result_type=p.HttpsProbeResult,
+                start_to_close_timeout=QUICK,
                 retry_policy=PROBE_RETRY,
             )
             if result.ok:
-                if await self._record(snap, S.DEPLOYING, S.ACTIVE,
-                                      f"Active: https://{snap.domain}/ answers "
-                                      f"(HTTP {result.status})."):
+                if await self._record(
+                    snap,
+                    S.DEPLOYING,
+                    S.ACTIVE,
+                    f"Active: https://{snap.domain}/ answers (HTTP {result.status}).",
+                ):
                     since = workflow.now().timestamp() - _parse_iso(requested_at)
-                    await self._emit("portal_domain.activated", snap,
-                                     time_to_active_seconds=round(since, 1))
+                    await self._emit(
+                        "portal_domain.activated", snap, time_to_active_seconds=round(since, 1)
+                    )
                 return
             if self._now_seconds() - started >= t.https_timeout:
-                await self._record(snap, S.DEPLOYING, S.DEPLOYING,
-                                   f"https://{snap.domain}/ does not answer yet: {result.message}. "
-                                   "Retrying automatically.")
+                await self._record(
+                    snap,
+                    S.DEPLOYING,
+                    S.DEPLOYING,
+                    f"https://{snap.domain}/ does not answer yet: {result.message}. "
+                    "Retrying automatically.",
+                )
                 await self._pause(t.failed_retry_interval)
                 return
             await self._pause(t.https_poll_interval)
@@ -466,16 +539,20 @@ class PortalDomainRegistrationWorkflow:
                 return
         result: p.VerifyCnameResult = await workflow.execute_activity(
             p.VERIFY_CNAME,
-            p.VerifyCnameInput(tenant_id=snap.tenant_id, domain=snap.domain,
-                               expected=snap.canonical_host),
-            result_type=p.VerifyCnameResult, start_to_close_timeout=QUICK,
+            p.VerifyCnameInput(
+                tenant_id=snap.tenant_id, domain=snap.domain, expected=snap.canonical_host
+            ),
+            result_type=p.VerifyCnameResult,
+            start_to_close_timeout=QUICK,
             retry_policy=PROBE_RETRY,
         )
         if not result.matches and not self._cname_lost:
             self._cname_lost = True
             seen = result.observed or result.error or "no CNAME"
             await self._record(
-                snap, S.ACTIVE, S.ACTIVE,
+                snap,
+                S.ACTIVE,
+                S.ACTIVE,
                 f"Warning: {snap.domain} no longer points at {snap.canonical_host} ({seen}). "
                 "Visitors may not reach the portal; restore the CNAME.",
                 {"expected_cname": snap.canonical_host, "observed": result.observed or ""},
@@ -483,8 +560,12 @@ class PortalDomainRegistrationWorkflow:
             await self._emit("portal_domain.cname_lost", snap, observed=result.observed)
         elif result.matches and self._cname_lost:
             self._cname_lost = False
-            await self._record(snap, S.ACTIVE, S.ACTIVE,
-                               f"Active: {snap.domain} points at {snap.canonical_host} again.")
+            await self._record(
+                snap,
+                S.ACTIVE,
+                S.ACTIVE,
+                f"Active: {snap.domain} points at {snap.canonical_host} again.",
+            )
 
     async def _disable(self, inp: p.RegistrationInput) -> str:
         self._stage = "disabling"
@@ -492,15 +573,20 @@ class PortalDomainRegistrationWorkflow:
         if snap is None:
             return "gone"
         if snap.status != S.DISABLED.value:
-            if not await self._record(snap, S(snap.status), S.DISABLED,
-                                      f"{snap.domain} was removed; its resources are pruned."):
+            if not await self._record(
+                snap,
+                S(snap.status),
+                S.DISABLED,
+                f"{snap.domain} was removed; its resources are pruned.",
+            ):
                 return await self._disable(inp)
-            await self._emit("portal_domain.disabled", snap)
+        await self._emit("portal_domain.disabled", snap)
         request_id = await self._request_reconcile(inp, f"prune {snap.prefix}")
         try:
-            await workflow.wait_condition(lambda: request_id in self._reconciled,
-                                          timeout=inp.timings.reconcile_wait_timeout)
-        except asyncio.TimeoutError:
+            await workflow.wait_condition(
+                lambda: request_id in self._reconciled, timeout=inp.timings.reconcile_wait_timeout
+            )
+        except TimeoutError:
             workflow.logger.warning("prune of %s not confirmed in time", snap.prefix)
         self._stage = "disabled"
         return "disabled"

@@ -1,7 +1,8 @@
 """Automation-API wrapper: preview, up, refresh and recovery for one environment.
 
 Used by the CLI and by the reconciler's activity. Every run gets a snapshot of
-domain records that the caller already loaded; the program is the inline
+domain records that the caller already loaded (all of them, any status: the
+program deploys the deployable ones, and the others explain deletions); the program is the inline
 `stack.program.build`. Safety guards run on the preview before any `up`:
 
 - an empty desired state while the stack still holds tenants is refused unless
@@ -37,8 +38,13 @@ PROJECT = "portal-domains"
 POLICY_PACK = REPO_ROOT / "policies"
 Progress = Callable[[str], None]
 _OPS = ("create", "update", "replace", "delete")
-_REPLACE_OPS = {"replace", "create-replacement", "delete-replaced",
-                "create-before-replace", "delete-before-replace"}
+_REPLACE_OPS = {
+    "replace",
+    "create-replacement",
+    "delete-replaced",
+    "create-before-replace",
+    "delete-before-replace",
+}
 
 
 class StackOperationError(RuntimeError):
@@ -82,6 +88,9 @@ class RunSummary:
     stack_tenants_before: list[str]
     policy_violations: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
+    # slugs of tenants whose rows exist but are not deployable (disabled, DNS
+    # not verified): their removal from the stack is explained by the database
+    accounted_for: list[str] = field(default_factory=list)
 
     @property
     def has_changes(self) -> bool:
@@ -96,8 +105,9 @@ class RunSummary:
             "environment": self.environment,
             "operation": self.operation,
             "counts": self.counts,
-            "tenants": [{"slug": t.slug, "change": t.kind, "operations": t.operations}
-                        for t in self.tenants],
+            "tenants": [
+                {"slug": t.slug, "change": t.kind, "operations": t.operations} for t in self.tenants
+            ],
             "desired_tenants": self.desired_tenants,
             "deleted_tenants": self.deleted_tenants,
             "policy_violations": self.policy_violations,
@@ -213,8 +223,7 @@ class EnvironmentStack:
         config_file = self.policy_pack_config or write_policy_pack_config(
             self.config, self.work_dir / "policy-pack-config.json", tenants_before=tenants_before
         )
-        return {"policy_packs": [str(self.policy_pack)],
-                "policy_pack_configs": [str(config_file)]}
+        return {"policy_packs": [str(self.policy_pack)], "policy_pack_configs": [str(config_file)]}
 
     def stack_tenants(self) -> list[str]:
         """Slugs of the tenants the stack's state currently holds."""
@@ -249,8 +258,9 @@ class EnvironmentStack:
         return StackOperationError(f"pulumi failed: {detail}", permanent=False)
 
     # ------------------------------------------------------------------ operations
-    def preview(self, records: Sequence[DomainRecord], *, progress: Progress | None = None
-                ) -> RunSummary:
+    def preview(
+        self, records: Sequence[DomainRecord], *, progress: Progress | None = None
+    ) -> RunSummary:
         desired = [m.slug for m in desired_state(records, self.config)]
         before = self.stack_tenants()
         stack = self._open(records)
@@ -268,15 +278,26 @@ class EnvironmentStack:
             desired_tenants=desired,
             stack_tenants_before=before,
             policy_violations=collector.violations,
+            accounted_for=sorted({r.prefix for r in records if not r.deployable}),
         )
 
-    def check_guards(self, summary: RunSummary, *, allow_empty: bool, confirm_deletions: bool
-                     ) -> None:
-        if not summary.desired_tenants and summary.stack_tenants_before and not allow_empty:
+    def check_guards(
+        self, summary: RunSummary, *, allow_empty: bool, confirm_deletions: bool
+    ) -> None:
+        # Only deletions the database explains (a row that is disabled or not
+        # verified) are trusted; tenants that simply vanished from the input
+        # look like an outage or the wrong database.
+        unexplained = sorted(
+            set(summary.stack_tenants_before)
+            - set(summary.desired_tenants)
+            - set(summary.accounted_for)
+        )
+        if not summary.desired_tenants and unexplained and not allow_empty:
             raise RefusedRun(
                 "empty_desired_state",
                 f"the desired state is empty but stack {self.stack_name} holds "
-                f"{len(summary.stack_tenants_before)} tenant(s); refusing to delete them all. "
+                f"{len(summary.stack_tenants_before)} tenant(s), {len(unexplained)} of them "
+                "with no database row saying why they should go; refusing to delete them all. "
                 "If that is really intended, pass --allow-empty.",
             )
         deleted = summary.deleted_tenants
@@ -301,8 +322,7 @@ class EnvironmentStack:
         stack = self._open(records)
         collector = _EventCollector(progress)
         try:
-            result = stack.up(on_event=collector,
-                              **self._policy_args(planned.stack_tenants_before))
+            result = stack.up(on_event=collector, **self._policy_args(planned.stack_tenants_before))
         except auto.CommandError as exc:
             raise self._wrap_error(exc, collector) from exc
         duration = 0.0
@@ -317,6 +337,7 @@ class EnvironmentStack:
             stack_tenants_before=planned.stack_tenants_before,
             policy_violations=collector.violations,
             duration_seconds=duration,
+            accounted_for=planned.accounted_for,
         )
 
     def refresh(self, *, progress: Progress | None = None) -> dict[str, int]:
@@ -336,9 +357,10 @@ class EnvironmentStack:
                 on_output=progress,
             )
         except auto.CommandError as exc:
-            raise StackOperationError(f"refresh failed: {str(exc)[-2000:]}", permanent=False
-                                      ) from exc
-        return dict(result.summary.resource_changes or {})
+            raise StackOperationError(
+                f"refresh failed: {str(exc)[-2000:]}", permanent=False
+            ) from exc
+        return {str(op): n for op, n in (result.summary.resource_changes or {}).items()}
 
     def recover(self, *, progress: Progress | None = None) -> list[str]:
         """Repair what a crashed run leaves: a stale lock and pending operations.
@@ -359,7 +381,8 @@ class EnvironmentStack:
         deployment = stack.export_stack()
         pending = (deployment.deployment or {}).get("pending_operations") or []
         if pending:
-            deployment.deployment["pending_operations"] = []
+            # import drops pending operations (we also empty them to be explicit)
+            deployment.deployment = {**(deployment.deployment or {}), "pending_operations": []}
             stack.import_stack(deployment)
             done.append(f"cleared {len(pending)} pending operation(s)")
         if self.config.mode == "cluster":

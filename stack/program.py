@@ -44,15 +44,14 @@ class PortalDomain(pulumi.ComponentResource):
             replace_on_changes=HOST_FIELDS,
             delete_before_replace=True,
         )
-        self.certificate = _custom_resource(f"{manifests.slug}-certificate",
-                                            manifests.certificate, child_opts)
+        self.certificate = _custom_resource(
+            f"{manifests.slug}-certificate", manifests.certificate, child_opts
+        )
         self.gateway = _custom_resource(f"{manifests.slug}-gateway", manifests.gateway, child_opts)
         self.virtual_service = _custom_resource(
             f"{manifests.slug}-virtualservice", manifests.virtual_service, child_opts
         )
-        self.register_outputs(
-            {"tenantId": manifests.tenant_id, "domain": manifests.domain}
-        )
+        self.register_outputs({"tenantId": manifests.tenant_id, "domain": manifests.domain})
 
 
 def _custom_resource(

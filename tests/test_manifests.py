@@ -16,8 +16,12 @@ from core.status import DomainStatus
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def record(slug: str = "abc1234", domain: str = "portal.acme.com",
-           status: DomainStatus = DomainStatus.ACTIVE, tenant: str | None = None) -> DomainRecord:
+def record(
+    slug: str = "abc1234",
+    domain: str = "portal.acme.com",
+    status: DomainStatus = DomainStatus.ACTIVE,
+    tenant: str | None = None,
+) -> DomainRecord:
     return DomainRecord(
         tenant_id=tenant or f"{slug}0-0000-4000-8000-000000000000",
         prefix=slug,
@@ -40,8 +44,10 @@ def _dump(docs: list[dict[str, object]]) -> str:
     ("name", "config"),
     [
         ("default-staging", staging()),
-        ("challenge-disabled", parse_stack_config({"acmeChallengeEnabled": "false"},
-                                                  environment="prod")),
+        (
+            "challenge-disabled",
+            parse_stack_config({"acmeChallengeEnabled": "false"}, environment="prod"),
+        ),
     ],
 )
 def test_rendered_manifests_match_the_golden_file(name: str, config: StackConfig) -> None:
@@ -54,7 +60,9 @@ def test_rendered_manifests_match_the_golden_file(name: str, config: StackConfig
 
 def test_the_certificate_lives_where_the_gateway_reads_secrets() -> None:
     manifests = render_domain(record(), staging())
-    assert manifests.certificate["metadata"]["namespace"] == manifests.gateway["metadata"]["namespace"]
+    assert (
+        manifests.certificate["metadata"]["namespace"] == manifests.gateway["metadata"]["namespace"]
+    )
     server = manifests.gateway["spec"]["servers"][0]
     assert server["tls"]["credentialName"] == manifests.certificate["spec"]["secretName"]
 
@@ -82,9 +90,20 @@ def test_rendering_is_deterministic_and_ordered_by_slug() -> None:
 
 @pytest.mark.parametrize(
     ("status", "deployed"),
-    [(s, s in {DomainStatus.PENDING_CERTIFICATE, DomainStatus.CERTIFICATE_ISSUING,
-               DomainStatus.CERTIFICATE_FAILED, DomainStatus.DEPLOYING, DomainStatus.ACTIVE})
-     for s in DomainStatus],
+    [
+        (
+            s,
+            s
+            in {
+                DomainStatus.PENDING_CERTIFICATE,
+                DomainStatus.CERTIFICATE_ISSUING,
+                DomainStatus.CERTIFICATE_FAILED,
+                DomainStatus.DEPLOYING,
+                DomainStatus.ACTIVE,
+            },
+        )
+        for s in DomainStatus
+    ],
 )
 def test_only_dns_verified_domains_that_are_not_disabled_are_deployed(
     status: DomainStatus, deployed: bool

@@ -30,17 +30,23 @@ TENANTS = [
 
 def records(status: DomainStatus = DomainStatus.ACTIVE) -> list[DomainRecord]:
     return [
-        DomainRecord(tenant_id=tid, prefix=slug, domain=domain,
-                     canonical_host=f"{slug}.portal.algapsa.com",
-                     certificate_secret_name=f"portal-domain-{slug}-tls", status=status)
+        DomainRecord(
+            tenant_id=tid,
+            prefix=slug,
+            domain=domain,
+            canonical_host=f"{slug}.portal.algapsa.com",
+            certificate_secret_name=f"portal-domain-{slug}-tls",
+            status=status,
+        )
         for slug, tid, domain in TENANTS
     ]
 
 
 def make_stack(work_dir: Path, config: StackConfig | None = None) -> EnvironmentStack:
     penv = pulumi_environment(work_dir=work_dir, environ={"PULUMI_CONFIG_PASSPHRASE": "test"})
-    return EnvironmentStack(penv, config or parse_stack_config({}, environment="staging"),
-                            work_dir=work_dir)
+    return EnvironmentStack(
+        penv, config or parse_stack_config({}, environment="staging"), work_dir=work_dir
+    )
 
 
 def export(stack: EnvironmentStack, out: Path) -> dict[str, str]:
@@ -73,8 +79,10 @@ def test_a_disabled_tenant_is_pruned_and_other_files_stay_byte_identical(work_di
     stack = make_stack(work_dir)
     stack.up(records())
     before = export(stack, work_dir / "out")
-    changed = [dataclasses.replace(r, status=DomainStatus.DISABLED) if r.prefix == "2222222"
-               else r for r in records()]
+    changed = [
+        dataclasses.replace(r, status=DomainStatus.DISABLED) if r.prefix == "2222222" else r
+        for r in records()
+    ]
 
     preview = stack.preview(changed)
     assert preview.counts == {"create": 0, "update": 0, "replace": 0, "delete": 3}
@@ -90,8 +98,10 @@ def test_a_disabled_tenant_is_pruned_and_other_files_stay_byte_identical(work_di
 def test_a_changed_hostname_replaces_the_tenants_resources(work_dir: Path) -> None:
     stack = make_stack(work_dir)
     stack.up(records())
-    moved = [dataclasses.replace(r, domain="portal.acme-corp.com") if r.prefix == "1111111"
-             else r for r in records()]
+    moved = [
+        dataclasses.replace(r, domain="portal.acme-corp.com") if r.prefix == "1111111" else r
+        for r in records()
+    ]
     summary = stack.up(moved)
     assert summary.counts["replace"] == 3
     assert [t.slug for t in summary.tenants] == ["1111111"]
@@ -109,6 +119,15 @@ def test_an_empty_desired_state_is_refused_and_changes_nothing(work_dir: Path) -
     assert stack.stack_tenants() == ["1111111", "2222222", "3333333"]
     summary = stack.up([], allow_empty=True)
     assert summary.counts["delete"] == 9
+    assert stack.stack_tenants() == []
+
+
+def test_removing_the_last_tenants_is_allowed_when_their_rows_say_why(work_dir: Path) -> None:
+    stack = make_stack(work_dir)
+    stack.up(records()[:2])
+    disabled = records(DomainStatus.DISABLED)[:2]
+    summary = stack.up(disabled)
+    assert summary.counts["delete"] == 6
     assert stack.stack_tenants() == []
 
 
@@ -135,8 +154,9 @@ def test_a_stale_lock_and_pending_operations_from_a_crashed_run_are_recovered(
     backend = Path(stack.penv.backend_url.removeprefix("file://"))
     lock_dir = backend / ".pulumi" / "locks" / "organization" / "portal-domains" / "staging"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    (lock_dir / "crashed-run.json").write_text(json.dumps({"pid": 999999, "username": "ghost",
-                                                           "hostname": "gone"}))
+    (lock_dir / "crashed-run.json").write_text(
+        json.dumps({"pid": 999999, "username": "ghost", "hostname": "gone"})
+    )
     with pytest.raises(StackOperationError, match="locked"):
         stack.up(records())
 
@@ -144,18 +164,23 @@ def test_a_stale_lock_and_pending_operations_from_a_crashed_run_are_recovered(
     # directly: `pulumi stack import` would drop them).
     checkpoint_file = backend / ".pulumi" / "stacks" / "portal-domains" / "staging.json"
     checkpoint = json.loads(checkpoint_file.read_text())
-    checkpoint["checkpoint"]["latest"]["pending_operations"] = [{
-        "resource": {"urn": "urn:pulumi:staging::portal-domains::kubernetes:cert-manager.io/v1"
-                            ":Certificate::9999999-certificate",
-                     "custom": True, "type": "kubernetes:cert-manager.io/v1:Certificate"},
-        "type": "creating",
-    }]
+    checkpoint["checkpoint"]["latest"]["pending_operations"] = [
+        {
+            "resource": {
+                "urn": "urn:pulumi:staging::portal-domains::kubernetes:cert-manager.io/v1"
+                ":Certificate::9999999-certificate",
+                "custom": True,
+                "type": "kubernetes:cert-manager.io/v1:Certificate",
+            },
+            "type": "creating",
+        }
+    ]
     checkpoint_file.write_text(json.dumps(checkpoint))
-    assert stack._open(()).export_stack().deployment.get("pending_operations")
+    assert (stack._open(()).export_stack().deployment or {}).get("pending_operations")
 
     steps = stack.recover()
     assert any("lock" in s for s in steps)
     assert any("pending" in s for s in steps)
     summary = stack.up(records())
     assert summary.counts["create"] == 6
-    assert stack._open(()).export_stack().deployment.get("pending_operations") in (None, [])
+    assert (stack._open(()).export_stack().deployment or {}).get("pending_operations") in (None, [])

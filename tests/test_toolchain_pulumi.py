@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pulumi
@@ -33,7 +34,12 @@ def _pulumi(penv: PulumiEnvironment, *args: str, cwd: Path) -> subprocess.Comple
     exe = penv.toolchain.executable("pulumi")
     assert exe is not None
     return subprocess.run(
-        [exe, *args], cwd=cwd, env=penv.env(), capture_output=True, text=True, timeout=300,
+        [exe, *args],
+        cwd=cwd,
+        env=penv.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
 
@@ -44,7 +50,7 @@ def test_pulumi_cli_reports_the_pinned_version(penv: PulumiEnvironment, tmp_path
     assert result.stdout.strip() == f"v{penv.toolchain.versions.cli}"
 
 
-def _certificate_program(render_dir: Path, *, with_certificate: bool) -> pulumi.automation.PulumiFn:  # type: ignore[name-defined]
+def _certificate_program(render_dir: Path, *, with_certificate: bool) -> Callable[[], None]:
     def program() -> None:
         provider = k8s.Provider("render", render_yaml_to_directory=str(render_dir))
         if with_certificate:
@@ -100,7 +106,7 @@ def test_a_removed_resource_is_pruned_by_the_stack_diff(
     assert "kubernetes:cert-manager.io/v1:Certificate" not in types
 
 
-PACK_MAIN = '''
+PACK_MAIN = """
 from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy
 
 
@@ -114,11 +120,13 @@ def single_host(args, report_violation):
 PolicyPack(
     name="tiny",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[ResourceValidationPolicy(name="one-host", description="one host", validate=single_host)],
+    policies=[
+        ResourceValidationPolicy(name="one-host", description="one host", validate=single_host)
+    ],
 )
-'''
+"""
 
-PROGRAM_MAIN = '''
+PROGRAM_MAIN = """
 import json, os
 import pulumi
 import pulumi_kubernetes as k8s
@@ -133,7 +141,7 @@ k8s.apiextensions.CustomResource(
           "issuerRef": {"name": "i", "kind": "ClusterIssuer"}},
     opts=pulumi.ResourceOptions(provider=provider),
 )
-'''
+"""
 
 
 @pytest.mark.parametrize(
@@ -157,7 +165,12 @@ def test_a_mandatory_policy_blocks_a_violating_preview(
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [exe, *args], cwd=program, env=env, capture_output=True, text=True, timeout=300,
+            [exe, *args],
+            cwd=program,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
             check=False,
         )
 

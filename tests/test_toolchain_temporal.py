@@ -32,8 +32,9 @@ def test_a_trivial_workflow_with_one_activity_completes(temporal_address: str) -
     async def scenario() -> str:
         client = await Client.connect(temporal_address)
         queue = f"toolchain-{uuid.uuid4()}"
-        async with Worker(client, task_queue=queue, workflows=[GreetingWorkflow],
-                          activities=[greet]):
+        async with Worker(
+            client, task_queue=queue, workflows=[GreetingWorkflow], activities=[greet]
+        ):
             return await client.execute_workflow(
                 GreetingWorkflow.run, "portal", id=f"greet-{uuid.uuid4()}", task_queue=queue
             )

@@ -287,8 +287,9 @@ def _service(settings: Settings) -> Iterator[DomainService]:
 
         hook = workflow_hook(settings)
     try:
-        yield DomainService(make_session_factory(engine), base_domain=settings.base_domain,
-                            on_committed=hook)
+        yield DomainService(
+            make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
+        )
     finally:
         engine.dispose()
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from core.config import ConfigError
+from core.records import DomainRecord
 from reconciler.cli import CliError, output
 from reconciler.settings import Settings
 from stack.automation import EnvironmentStack, RefusedRun, RunSummary, StackOperationError
 from stack.config import ENVIRONMENTS, load_stack_config
 from stack.toolchain import pulumi_environment
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> EnvironmentStack:
@@ -25,7 +31,7 @@ def _stack(args: argparse.Namespace, settings: Settings) -> EnvironmentStack:
     return EnvironmentStack(penv, config, work_dir=settings.work_dir)
 
 
-def _records(settings: Settings) -> list:  # type: ignore[type-arg]
+def _records(settings: Settings) -> list[DomainRecord]:
     from db.migrate import SchemaNotReady, require_current_schema
     from reconciler.worker import domain_service
 
@@ -33,7 +39,9 @@ def _records(settings: Settings) -> list:  # type: ignore[type-arg]
         require_current_schema(settings.database_url)
     except SchemaNotReady as err:
         raise CliError(str(err), exit_code=3) from err
-    return list(domain_service(settings).load_records())
+    from reconciler.pipeline import all_records
+
+    return all_records(domain_service(settings))
 
 
 def _progress(args: argparse.Namespace) -> output.ProgressFn | None:
@@ -50,14 +58,16 @@ def _print_summary(summary: RunSummary) -> None:
     if summary.tenants:
         output.table(
             ["TENANT", "CHANGE", "RESOURCES"],
-            [[t.slug, t.kind, ", ".join(f"{op} {n}" for op, n in sorted(t.operations.items()))]
-             for t in summary.tenants],
+            [
+                [t.slug, t.kind, ", ".join(f"{op} {n}" for op, n in sorted(t.operations.items()))]
+                for t in summary.tenants
+            ],
         )
     for violation in summary.policy_violations:
         output.line(f"policy: {violation}")
 
 
-def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     try:
         return fn(*args, **kwargs)
     except RefusedRun as err:
@@ -88,14 +98,21 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                 raise CliError(
                     f"this update deletes or replaces {deletions} resource(s) "
                     f"(tenants removed: {', '.join(planned.deleted_tenants) or 'none'}); "
-                    "re-run with --yes to confirm", exit_code=4)
+                    "re-run with --yes to confirm",
+                    exit_code=4,
+                )
             _print_summary(planned)
             answer = input(f"Delete/replace {deletions} resource(s)? [y/N] ").strip().lower()
             if answer not in {"y", "yes"}:
                 raise CliError("aborted, nothing changed", exit_code=4)
         confirm = True
-    summary: RunSummary = _run(stack.up, records, allow_empty=args.allow_empty,
-                               confirm_deletions=confirm, progress=_progress(args))
+    summary: RunSummary = _run(
+        stack.up,
+        records,
+        allow_empty=args.allow_empty,
+        confirm_deletions=confirm,
+        progress=_progress(args),
+    )
     if args.json:
         output.emit_json(summary.as_dict())
     else:
@@ -111,11 +128,19 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     target = Path(args.out) / stack.config.manifest_root
     result = sync_directory(files, target)
     if args.json:
-        output.emit_json({"directory": str(target), "written": result.written,
-                          "deleted": result.deleted, "unchanged": result.unchanged})
+        output.emit_json(
+            {
+                "directory": str(target),
+                "written": result.written,
+                "deleted": result.deleted,
+                "unchanged": result.unchanged,
+            }
+        )
     else:
-        output.line(f"{target}: {len(result.written)} written, {len(result.deleted)} deleted, "
-                    f"{len(result.unchanged)} unchanged")
+        output.line(
+            f"{target}: {len(result.written)} written, {len(result.deleted)} deleted, "
+            f"{len(result.unchanged)} unchanged"
+        )
     return 0
 
 
@@ -145,7 +170,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from opentelemetry.sdk.trace import TracerProvider
 
     from reconciler.gitops import GitOpsRepo, GitSettings, ensure_bare_remote
-    from reconciler.pipeline import reconcile_once
+    from reconciler.pipeline import all_records, reconcile_once
     from reconciler.worker import domain_service
 
     stack = _stack(args, settings)
@@ -154,21 +179,32 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     git = GitOpsRepo(GitSettings(remote_url=remote, worktree=settings.gitops_worktree(args.env)))
     report = _run(
         reconcile_once,
-        stack=stack, load_records=domain_service(settings).load_records, git=git,
-        tracer=TracerProvider().get_tracer("portal-domains"), recover_first=args.recover,
-        allow_empty=args.allow_empty, confirm_deletions=args.yes, progress=_progress(args),
+        stack=stack,
+        load_records=lambda: all_records(domain_service(settings)),
+        git=git,
+        tracer=TracerProvider().get_tracer("portal-domains"),
+        recover_first=args.recover,
+        allow_empty=args.allow_empty,
+        confirm_deletions=args.yes,
+        progress=_progress(args),
     )
     published = report.published
     if args.json:
-        output.emit_json({**report.summary.as_dict(),
-                          "commit": published.commit if published else None,
-                          "changed_files": list(published.changed_slugs) if published else [],
-                          "remote": remote})
+        output.emit_json(
+            {
+                **report.summary.as_dict(),
+                "commit": published.commit if published else None,
+                "changed_files": list(published.changed_slugs) if published else [],
+                "remote": remote,
+            }
+        )
     else:
         _print_summary(report.summary)
         if published and published.commit:
-            output.line(f"committed {published.commit[:12]} to {remote} "
-                        f"({', '.join(published.changed_slugs)})")
+            output.line(
+                f"committed {published.commit[:12]} to {remote} "
+                f"({', '.join(published.changed_slugs)})"
+            )
         else:
             output.line(f"nm-kube-config already up to date ({remote})")
     return 0
@@ -187,8 +223,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     up = env_parser("up", "apply the database's verified domains to the stack")
     up.add_argument("--yes", action="store_true", help="confirm deletions without asking")
-    up.add_argument("--allow-empty", action="store_true",
-                    help="allow an empty desired state to delete every tenant")
+    up.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="allow an empty desired state to delete every tenant",
+    )
     up.set_defaults(handler=cmd_up)
 
     export = env_parser("export", "write per-tenant YAML from the stack state into DIR")
@@ -203,8 +242,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     reconcile = env_parser("reconcile", "one-shot reconcile without Temporal: up, export, push")
     reconcile.add_argument("--yes", action="store_true", help="confirm deletions over the cap")
-    reconcile.add_argument("--allow-empty", action="store_true",
-                           help="allow an empty desired state to delete every tenant")
-    reconcile.add_argument("--recover", action="store_true",
-                           help="recover a crashed previous run first")
+    reconcile.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="allow an empty desired state to delete every tenant",
+    )
+    reconcile.add_argument(
+        "--recover", action="store_true", help="recover a crashed previous run first"
+    )
     reconcile.set_defaults(handler=cmd_reconcile)

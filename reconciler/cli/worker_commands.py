@@ -15,15 +15,15 @@ async def _serve(settings: Settings) -> None:
     from reconciler.telemetry import Analytics, setup_tracing
     from reconciler.worker import build_runtime, connect, make_worker, resume_registrations
 
-    tracer_provider = setup_tracing(service_name="portal-domains-worker",
-                                    otlp_endpoint=settings.otlp_endpoint)
+    tracer_provider = setup_tracing(
+        service_name="portal-domains-worker", otlp_endpoint=settings.otlp_endpoint
+    )
     analytics = Analytics(settings.posthog_api_key, settings.posthog_host)
     try:
         client = await connect(settings, tracer_provider)
     except RuntimeError as err:
         raise CliError(f"cannot reach Temporal at {settings.temporal_address}: {err}") from err
-    runtime = build_runtime(settings, client, analytics=analytics,
-                            tracer_provider=tracer_provider)
+    runtime = build_runtime(settings, client, analytics=analytics, tracer_provider=tracer_provider)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -58,8 +58,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         output.emit_json(asdict(report))
         return 0
     output.line()
-    output.table(["TENANT", "DOMAIN", "STATUS", "MESSAGE"],
-                 [[d["tenant"], d["domain"], d["status"], d["message"]] for d in report.domains])
+    output.table(
+        ["TENANT", "DOMAIN", "STATUS", "MESSAGE"],
+        [[d["tenant"], d["domain"], d["status"], d["message"]] for d in report.domains],
+    )
     output.line()
     output.line(f"nm-kube-config: {report.remote}")
     output.line(f"  {report.manifest_root}/: {', '.join(report.files) or '(no files)'}")
@@ -73,13 +75,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser(
-        "worker", help="run the Temporal worker (workflows + activities)",
+        "worker",
+        help="run the Temporal worker (workflows + activities)",
         description="Run the Temporal worker for PORTAL_DOMAINS_ENVIRONMENT. Address, namespace "
         "and task queue come from PORTAL_DOMAINS_TEMPORAL_ADDRESS / _NAMESPACE / _TASK_QUEUE.",
     )
     worker.set_defaults(handler=cmd_worker)
     demo = sub.add_parser(
-        "demo", help="the main job on embedded defaults: request -> DNS -> Pulumi -> Git",
+        "demo",
+        help="the main job on embedded defaults: request -> DNS -> Pulumi -> Git",
         description="Start a Temporal dev server, a worker, a loopback DNS server and HTTPS "
         "ingress; seed three sample tenants; drive them through the workflows with the real "
         "Pulumi engine; commit their YAML to a local nm-kube-config; print the result.",

@@ -91,8 +91,18 @@ def _run_cluster(base: Path) -> Iterator[str]:
         shutil.chown(sockets, "postgres")
     _run_checked(
         _as_postgres_user(
-            [_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-             "--no-sync"]
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
         )
     )
     port = free_port()
@@ -102,9 +112,18 @@ def _run_cluster(base: Path) -> Iterator[str]:
         shutil.chown(log, "postgres")
     _run_checked(
         _as_postgres_user(
-            [_pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "start", "-o",
-             f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-             "-c max_connections=200"]
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "start",
+                "-o",
+                f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c max_connections=200",
+            ]
         )
     )
     try:
@@ -148,9 +167,22 @@ def temporal_dev_server(base: Path) -> Iterator[str]:
     port = free_port()
     log = (base / "temporal.log").open("wb")
     proc = subprocess.Popen(
-        [temporal_cli(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-         "--port", str(port), "--http-port", str(free_port()),
-         "--metrics-port", str(free_port()), "--log-level", "error"],
+        [
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--log-level",
+            "error",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

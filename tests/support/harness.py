@@ -1,0 +1,218 @@
+"""An end-to-end rig for the reconciler: every service real, on loopback.
+
+PostgreSQL (migrated), the Temporal dev server, the Pulumi engine with a file
+backend, a bare nm-kube-config remote, a DNS server, an HTTPS "ingress" with a
+test CA, a PostHog capture server and an in-memory span exporter. The only
+stand-in is cert-manager (reconciler.simulation), which cannot run without a
+cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.service import RPCError
+
+from core.status import DomainStatus
+from db import migrate
+from db.service import DomainService, DomainView
+from reconciler import payloads as p
+from reconciler.activities import ProbeSettings
+from reconciler.dns_responder import LocalDnsServer
+from reconciler.gitops import ensure_bare_remote
+from reconciler.settings import Settings
+from reconciler.simulation import CertManagerSimulator
+from reconciler.telemetry import Analytics, setup_tracing
+from reconciler.tls_responder import LocalTlsServer, TestCertificateAuthority
+from reconciler.worker import (
+    Runtime,
+    build_runtime,
+    connect,
+    domain_service,
+    make_worker,
+    workflow_hook,
+)
+from stack.config import load_stack_config
+from tests.support.capture_server import CaptureServer
+
+MANIFEST_ROOT = load_stack_config("staging").manifest_root
+
+
+@dataclass
+class Harness:
+    tmp: Path
+    env: dict[str, str]
+    settings: Settings
+    service: DomainService
+    dns: LocalDnsServer
+    tls: LocalTlsServer
+    capture: CaptureServer
+    spans: InMemorySpanExporter
+    analytics: Analytics
+    runtime: Runtime
+    remote: str
+
+    def request(
+        self, domain: str, *, cname_ok: bool = True, tenant: uuid.UUID | None = None
+    ) -> DomainView:
+        tenant = tenant or uuid.uuid4()
+        view = self.service.request(tenant, domain, "operator:test")
+        self.dns.set_cname(domain, view.canonical_host if cname_ok else "old.hosting.example.net")
+        return view
+
+    async def wait_status(
+        self, tenant: uuid.UUID, wanted: set[DomainStatus], timeout: float = 180
+    ) -> DomainView:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            view = await asyncio.to_thread(self.service.get, tenant)
+            if view.status in wanted:
+                return view
+            await asyncio.sleep(0.2)
+        stage = await self.runtime.client.get_workflow_handle(
+            p.registration_workflow_id(str(tenant))
+        ).query("stage")
+        try:
+            env = await self.runtime.client.get_workflow_handle(
+                p.reconcile_workflow_id("staging")
+            ).query("status")
+        except RPCError as err:
+            env = str(err)
+        raise AssertionError(
+            f"{tenant} stayed {view.status}: {view.status_message} "
+            f"(workflow stage {stage!r}; environment workflow {env}; "
+            f"{self.runtime.activities.reconcile_runs} reconcile runs)"
+        )
+
+    def remote_files(self) -> dict[str, str]:
+        names = _git(self.remote, "ls-tree", "--name-only", f"main:{MANIFEST_ROOT}").split()
+        return {n: _git(self.remote, "show", f"main:{MANIFEST_ROOT}/{n}") for n in names}
+
+    def remote_log(self) -> list[str]:
+        return _git(self.remote, "log", "--format=%s", "main").splitlines()
+
+    async def wait_remote(self, predicate: object, timeout: float = 120) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            files = await asyncio.to_thread(self.remote_files)
+            if predicate(files):  # type: ignore[operator]
+                return files
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"remote never matched; it has {sorted(files)}")
+
+
+def _git(remote: str, *args: str) -> str:
+    proc = subprocess.run(
+        ["git", "--git-dir", remote, *args], capture_output=True, text=True, check=False
+    )
+    return proc.stdout
+
+
+def harness_env(
+    tmp: Path,
+    *,
+    database_url: str,
+    temporal_address: str,
+    remote: str,
+    dns_port: int,
+    tls: LocalTlsServer,
+    capture_url: str,
+) -> dict[str, str]:
+    return {
+        "PORTAL_DOMAINS_HOME": str(tmp / "home"),
+        "PORTAL_DOMAINS_DATABASE_URL": database_url,
+        "PORTAL_DOMAINS_TEMPORAL_ADDRESS": temporal_address,
+        "PORTAL_DOMAINS_TASK_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
+        "PORTAL_DOMAINS_TIMINGS": "test",
+        "PORTAL_DOMAINS_DEBOUNCE_SECONDS": "1",
+        "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS": "5",
+        "PORTAL_DOMAINS_GITOPS_REMOTE": remote,
+        "PORTAL_DOMAINS_DNS_NAMESERVERS": "127.0.0.1",
+        "PORTAL_DOMAINS_DNS_PORT": str(dns_port),
+        "PORTAL_DOMAINS_PROBE_PORT": str(tls.port),
+        "PORTAL_DOMAINS_PROBE_CONNECT_ADDRESS": "127.0.0.1",
+        "PORTAL_DOMAINS_PROBE_CA_BUNDLE": str(tls.ca.ca_pem_path),
+        "PORTAL_DOMAINS_POSTHOG_API_KEY": "phc_test_key",
+        "PORTAL_DOMAINS_POSTHOG_HOST": capture_url,
+        "PULUMI_CONFIG_PASSPHRASE": "test",
+    }
+
+
+@asynccontextmanager
+async def reconciler_harness(
+    tmp: Path,
+    *,
+    database_url: str,
+    temporal_address: str,
+    run_worker: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[Harness]:
+    migrate.upgrade(database_url)
+    remote = ensure_bare_remote(tmp / "nm-kube-config.git")
+    ca = TestCertificateAuthority(tmp / "ca")
+    with (
+        LocalDnsServer() as dns,
+        LocalTlsServer(ca) as tls,
+        CaptureServer() as capture,
+        CertManagerSimulator(
+            remote=remote, manifest_root=MANIFEST_ROOT, tls=tls, interval_seconds=0.2
+        ),
+    ):
+        env = harness_env(
+            tmp,
+            database_url=database_url,
+            temporal_address=temporal_address,
+            remote=remote,
+            dns_port=dns.port,
+            tls=tls,
+            capture_url=capture.url,
+        )
+        env.update(extra_env or {})
+        settings = Settings.from_env(env)
+        spans = InMemorySpanExporter()
+        provider = setup_tracing(
+            service_name="portal-domains-test", otlp_endpoint=None, exporter=spans
+        )
+        analytics = Analytics(settings.posthog_api_key, settings.posthog_host, flush_at=1)
+        client = await connect(settings, provider)
+        runtime = build_runtime(
+            settings,
+            client,
+            analytics=analytics,
+            tracer_provider=provider,
+            probe=ProbeSettings(
+                port=tls.port, connect_address="127.0.0.1", ca_bundle=str(ca.ca_pem_path)
+            ),
+            dns=dns.settings,
+        )
+        service = domain_service(settings, hook=workflow_hook(settings, analytics))
+        harness = Harness(
+            tmp=tmp,
+            env=env,
+            settings=settings,
+            service=service,
+            dns=dns,
+            tls=tls,
+            capture=capture,
+            spans=spans,
+            analytics=analytics,
+            runtime=runtime,
+            remote=remote,
+        )
+        try:
+            if run_worker:
+                async with make_worker(runtime):
+                    yield harness
+            else:
+                yield harness
+        finally:
+            analytics.shutdown()
+            provider.shutdown()

@@ -1,0 +1,216 @@
+"""The reconciler end to end: Temporal workflows drive real DNS, Pulumi, Git and TLS.
+
+See tests/support/harness.py for the rig. Timings are the "test" profile
+(sub-second polls), so each scenario takes seconds to a minute, dominated by
+`pulumi up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from core.status import DomainStatus as S
+from reconciler import payloads as p
+from reconciler.workflows import EnvironmentReconcileWorkflow, PortalDomainRegistrationWorkflow
+from tests.support.harness import reconciler_harness
+
+pytestmark = [pytest.mark.pulumi, pytest.mark.postgres, pytest.mark.temporal]
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def test_a_requested_domain_goes_active_then_removal_prunes_it_everywhere(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path, database_url=postgres_url, temporal_address=temporal_address
+        ) as h:
+            view = h.request("portal.acme.com")
+            active = await h.wait_status(view.tenant_id, {S.ACTIVE})
+            assert "https://portal.acme.com/" in active.status_message
+            slug = view.canonical_prefix
+            files = h.remote_files()
+            assert list(files) == [f"{slug}.yaml"]
+            assert "portal.acme.com" in files[f"{slug}.yaml"]
+            assert h.remote_log()[0] == f"chore(portal-domains): sync {slug}"
+
+            handle = h.runtime.client.get_workflow_handle(
+                p.registration_workflow_id(str(view.tenant_id))
+            )
+            if os.environ.get("RECORD_HISTORY") == "1":
+                history = await handle.fetch_history()
+                HISTORIES.mkdir(exist_ok=True)
+                recorded = {"workflow_id": history.workflow_id,
+                            "history": json.loads(history.to_json())}
+                (HISTORIES / "registration-to-active.json").write_text(json.dumps(recorded))
+
+            await asyncio.to_thread(h.service.disable, view.tenant_id, "operator:test")
+            await h.wait_status(view.tenant_id, {S.DISABLED})
+            await h.wait_remote(lambda f: f == {})
+            assert await handle.result() == "disabled"
+            stack = h.runtime.deps.stack_for("staging")
+            assert await asyncio.to_thread(stack.stack_tenants) == []
+
+            h.analytics.flush()
+            names = [e["event"] for e in h.capture.events()]
+            for expected in (
+                "portal_domain.requested",
+                "portal_domain.dns_verified",
+                "portal_domain.cert_ready",
+                "portal_domain.activated",
+                "portal_domain.reconciled",
+                "portal_domain.disabled",
+            ):
+                assert expected in names, names
+            activated = next(
+                e for e in h.capture.events() if e["event"] == "portal_domain.activated"
+            )
+            assert activated["properties"]["domain"] == "portal.acme.com"
+            assert activated["properties"]["time_to_active_seconds"] > 0
+            reconciled = next(
+                e for e in h.capture.events() if e["event"] == "portal_domain.reconciled"
+            )
+            assert reconciled["properties"]["created"] == 3
+
+            spans = {s.name: s for s in h.spans.get_finished_spans()}
+            for name in (
+                "reconcile_environment",
+                "pulumi.up",
+                "git.push",
+                "dns.verify_cname",
+                "tls.check_certificate",
+            ):
+                assert name in spans, sorted(spans)
+            assert dict(spans["pulumi.up"].attributes or {})["env"] == "staging"
+            assert dict(spans["dns.verify_cname"].attributes or {})["domain"] == "portal.acme.com"
+            assert any(
+                n.startswith(("RunWorkflow", "StartActivity", "RunActivity")) for n in spans
+            ), "temporalio's tracing interceptor spans are exported"
+
+    asyncio.run(scenario())
+
+
+def test_a_wrong_cname_ends_in_dns_failed_naming_the_observed_target(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path, database_url=postgres_url, temporal_address=temporal_address
+        ) as h:
+            view = h.request("help.initech.co.uk", cname_ok=False)
+            failed = await h.wait_status(view.tenant_id, {S.DNS_FAILED})
+            assert "old.hosting.example.net" in failed.status_message
+            assert view.canonical_host in failed.status_message
+            assert failed.verification_details.get("observed") == "old.hosting.example.net"
+            assert h.runtime.activities.reconcile_runs == 0
+
+            # fixing DNS and choosing Refresh takes it all the way
+            h.dns.set_cname("help.initech.co.uk", view.canonical_host)
+            await asyncio.to_thread(h.service.refresh, view.tenant_id, "operator:test")
+            await h.wait_status(view.tenant_id, {S.ACTIVE})
+
+    asyncio.run(scenario())
+
+
+def test_twenty_concurrent_requests_are_served_by_far_fewer_pulumi_runs(
+    tmp_path: Path,
+    postgres_url: str,
+    temporal_address: str,
+    record_property: Callable[[str, object], None],
+) -> None:
+    async def scenario() -> int:
+        async with reconciler_harness(
+            tmp_path, database_url=postgres_url, temporal_address=temporal_address
+        ) as h:
+            views = await asyncio.gather(
+                *(asyncio.to_thread(h.request, f"portal.tenant{i:02d}.com") for i in range(20))
+            )
+            for view in views:
+                await h.wait_status(view.tenant_id, {S.ACTIVE}, timeout=150)
+            files = h.remote_files()
+            assert len(files) == 20
+            return h.runtime.activities.reconcile_runs
+
+    runs = asyncio.run(scenario())
+    record_property("pulumi_up_runs_for_20_requests", runs)
+    sys.stderr.write(f"\n20 concurrent requests -> {runs} pulumi up run(s)\n")
+    assert runs <= 5
+
+
+def test_a_worker_killed_during_pulumi_up_is_recovered_by_the_next_worker(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path, database_url=postgres_url, temporal_address=temporal_address, run_worker=False
+        ) as h:
+            env = {**os.environ, **h.env}
+            exe = str(Path(sys.executable).with_name("portal-domains"))
+
+            def start_worker(name: str) -> subprocess.Popen[bytes]:
+                log = (tmp_path / f"{name}.log").open("wb")
+                return subprocess.Popen(
+                    [exe, "worker"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+            first = start_worker("worker-1")
+            view = h.request("portal.acme.com")
+            locks = h.settings.work_dir / "pulumi-state" / ".pulumi" / "locks"
+            deadline = time.monotonic() + 180
+            while not list(locks.glob("**/staging/*.json")):
+                assert time.monotonic() < deadline, "pulumi up never started"
+                assert first.poll() is None, (tmp_path / "worker-1.log").read_text()
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # well inside `pulumi up`
+            os.killpg(first.pid, signal.SIGKILL)  # the whole container dies
+            first.wait()
+
+            second = start_worker("worker-2")
+            try:
+                await h.wait_status(view.tenant_id, {S.ACTIVE}, timeout=240)
+            finally:
+                second.send_signal(signal.SIGTERM)
+                second.wait(timeout=60)
+            stack = h.runtime.deps.stack_for("staging")
+            objects = await asyncio.to_thread(stack.state_objects)
+            assert len(objects) == 3
+            assert list(h.remote_files()) == [f"{view.canonical_prefix}.yaml"]
+            syncs = [m for m in h.remote_log() if m.startswith("chore(portal-domains)")]
+            assert syncs == [f"chore(portal-domains): sync {view.canonical_prefix}"]
+            log = (tmp_path / "worker-2.log").read_text()
+            assert "recovered the stack" in log or "cancelled" in log or "lock" in log, log
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("history_file", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+def test_recorded_histories_replay_deterministically(history_file: Path) -> None:
+    recorded = json.loads(history_file.read_text())
+    history = WorkflowHistory.from_json(recorded["workflow_id"], recorded["history"])
+
+    async def replay() -> None:
+        await Replayer(
+            workflows=[PortalDomainRegistrationWorkflow, EnvironmentReconcileWorkflow]
+        ).replay_workflow(history)
+
+    asyncio.run(replay())
+
+
+def test_there_is_a_recorded_history_to_replay() -> None:
+    assert list(HISTORIES.glob("*.json")), "record one with RECORD_HISTORY=1"
