@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,8 @@ def check_policy_runtime() -> Check:
 
 
 def check_temporal_cli() -> Check:
-    exe = shutil.which("temporal")
+    beside = Path(sys.executable).with_name("temporal")
+    exe = str(beside) if beside.is_file() else shutil.which("temporal")
     if exe is None:
         return Check(
             component="temporal CLI",

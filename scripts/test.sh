@@ -11,6 +11,8 @@ export PATH="$ROOT/.venv/bin:$PATH"
 echo "==> ruff check"; ruff check .
 echo "==> ruff format --check"; ruff format --check .
 echo "==> mypy --strict"; mypy
+echo "==> policy check (fixture tenants) for staging and prod"
+for env in staging prod; do portal-domains policy check --env "$env"; done
 echo "==> pytest"
 # pytest exits 5 when it collects nothing; that is a failure here, not a pass.
 set +e

@@ -71,7 +71,10 @@ def make_provider(config: StackConfig) -> k8s.Provider:
     if config.mode == "cluster":
         return k8s.Provider("cluster", kubeconfig=config.kubeconfig)
     # gitops: no cluster; the provider renders YAML and Git gets our own export.
-    return k8s.Provider("gitops", render_yaml_to_directory=RENDER_DIR)
+    # kubeconfig is pinned to "" so the SDK never fills it in from a KUBECONFIG
+    # variable (render mode rejects a kubeconfig, and the input must not
+    # differ between an engineer's shell and the worker).
+    return k8s.Provider("gitops", render_yaml_to_directory=RENDER_DIR, kubeconfig="")
 
 
 def build(records: Sequence[DomainRecord], config: StackConfig) -> None:

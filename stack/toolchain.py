@@ -147,3 +147,21 @@ def pulumi_environment(
         pulumi_home=home,
         python=sys.executable,
     )
+
+
+def _shell_exports() -> str:
+    """`python -m stack.toolchain --shell`: export lines for scripts/pulumi-env.sh."""
+    import shlex
+
+    work_dir = Path(os.environ.get("PORTAL_DOMAINS_HOME") or REPO_ROOT / ".portal-domains")
+    env = pulumi_environment(work_dir=work_dir)
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.env().items())]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--shell"]:
+        sys.stdout.write(_shell_exports() + "\n")
+    else:
+        sys.stderr.write("usage: python -m stack.toolchain --shell\n")
+        sys.exit(2)
