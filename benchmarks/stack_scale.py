@@ -30,10 +30,16 @@ def records(n: int) -> list[DomainRecord]:
     for i in range(n):
         tenant = uuid.UUID(int=i + 1)
         slug = tenant.hex[-7:]
-        out.append(DomainRecord(tenant_id=str(tenant), prefix=slug, domain=f"portal.t{i}.com",
-                                canonical_host=f"{slug}.portal.algapsa.com",
-                                certificate_secret_name=f"portal-domain-{slug}-tls",
-                                status=DomainStatus.ACTIVE))
+        out.append(
+            DomainRecord(
+                tenant_id=str(tenant),
+                prefix=slug,
+                domain=f"portal.t{i}.com",
+                canonical_host=f"{slug}.portal.algapsa.com",
+                certificate_secret_name=f"portal-domain-{slug}-tls",
+                status=DomainStatus.ACTIVE,
+            )
+        )
     return out
 
 
@@ -50,8 +56,13 @@ def measure(n: int, skip_checkpoints: bool) -> dict[str, object]:
     start = time.monotonic()
     stack.up(data)
     second = time.monotonic() - start
-    return {"tenants": n, "resources": 3 * n, "skip_checkpoints": skip_checkpoints,
-            "first_up_seconds": round(first, 1), "noop_up_seconds": round(second, 1)}
+    return {
+        "tenants": n,
+        "resources": 3 * n,
+        "skip_checkpoints": skip_checkpoints,
+        "first_up_seconds": round(first, 1),
+        "noop_up_seconds": round(second, 1),
+    }
 
 
 def main(argv: list[str]) -> None:

@@ -40,6 +40,12 @@ RECONCILE_RETRY = RetryPolicy(
 )
 
 
+def _sanitise(text: str, limit: int = 300) -> str:
+    """One short line for a tenant-visible status message (no engine dumps)."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
 def _cause(err: BaseException) -> str:
     while err.__cause__ is not None:
         err = err.__cause__
@@ -273,6 +279,11 @@ class PortalDomainRegistrationWorkflow:
             refreshed, self._refresh = self._refresh, False
             if status in (S.PENDING_DNS, S.VERIFYING_DNS):
                 self._cname_lost = False
+                if status is S.PENDING_DNS and snap.version > 1:
+                    # A replaced domain (or a retry after a failure): the old
+                    # host's objects must leave the stack now, not whenever the
+                    # next tenant happens to trigger a reconcile.
+                    await self._request_reconcile(inp, f"prune old host of {snap.prefix}")
                 await self._verify_dns(snap, status, t)
             elif status is S.PENDING_CERTIFICATE:
                 await self._reconcile(inp, snap, t)
@@ -437,7 +448,11 @@ class PortalDomainRegistrationWorkflow:
         if outcome is None:
             return  # removed or refreshed: the main loop decides
         if not outcome.ok or snap.prefix not in outcome.deployed_tenants:
-            why = outcome.message if not outcome.ok else "the run did not include this domain"
+            why = (
+                _sanitise(outcome.message)
+                if not outcome.ok
+                else "the run did not include this domain"
+            )
             await self._record(
                 snap,
                 S.PENDING_CERTIFICATE,

@@ -35,15 +35,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test")
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     migrate.upgrade(url)
-    service = DomainService(make_session_factory(make_engine(url)),
-                            base_domain="portal.algapsa.com")
+    service = DomainService(
+        make_session_factory(make_engine(url)), base_domain="portal.algapsa.com"
+    )
     for domain in DOMAINS:
         tenant = uuid.uuid4()
         service.request(tenant, domain, "operator:test")
-        service.record_status(tenant, expected_status=S.PENDING_DNS, new_status=S.VERIFYING_DNS,
-                              message="checking")
-        service.record_status(tenant, expected_status=S.VERIFYING_DNS,
-                              new_status=S.PENDING_CERTIFICATE, message="verified")
+        service.record_status(
+            tenant, expected_status=S.PENDING_DNS, new_status=S.VERIFYING_DNS, message="checking"
+        )
+        service.record_status(
+            tenant,
+            expected_status=S.VERIFYING_DNS,
+            new_status=S.PENDING_CERTIFICATE,
+            message="verified",
+        )
     return home
 
 
@@ -64,8 +70,12 @@ def test_preview_then_reconcile_commits_once_and_is_idempotent(
     first = _json(capsys)
     assert first["commit"]
     assert len(first["changed_files"]) == 2  # type: ignore[arg-type]
-    log = subprocess.run(["git", "--git-dir", str(home / "nm-kube-config.git"), "log",
-                          "--format=%s", "main"], capture_output=True, text=True, check=True)
+    log = subprocess.run(
+        ["git", "--git-dir", str(home / "nm-kube-config.git"), "log", "--format=%s", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert log.stdout.splitlines()[0] == "chore(portal-domains): sync 2 tenants"
 
     assert main(["reconcile", "--env", "staging", "--json", "--quiet"]) == 0
@@ -85,8 +95,9 @@ def test_up_without_a_terminal_refuses_deletions_unless_confirmed(
     assert main(["up", "--env", "staging", "--yes", "--quiet"]) == 0
     capsys.readouterr()
     url = f"sqlite:///{home / 'portal-domains.db'}"
-    service = DomainService(make_session_factory(make_engine(url)),
-                            base_domain="portal.algapsa.com")
+    service = DomainService(
+        make_session_factory(make_engine(url)), base_domain="portal.algapsa.com"
+    )
     victim = service.list()[0]
     service.disable(victim.tenant_id, "operator:test")
     assert main(["up", "--env", "staging", "--quiet"]) == 4
@@ -103,20 +114,38 @@ def test_pulumi_preview_from_the_repo_root_reads_the_same_database_and_config(
     root.mkdir()
     for name in ("Pulumi.yaml", "Pulumi.staging.yaml"):
         shutil.copy(REPO_ROOT / name, root / name)
-    shutil.copytree(REPO_ROOT / "stack", root / "stack",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO_ROOT / "stack", root / "stack", ignore=shutil.ignore_patterns("__pycache__")
+    )
     penv = pulumi_environment(work_dir=home, environ={"PULUMI_CONFIG_PASSPHRASE": "test"})
     exe = penv.toolchain.executable("pulumi")
     assert exe is not None
-    env = {**penv.env(), "PORTAL_DOMAINS_HOME": str(home),
-           "PORTAL_DOMAINS_DATABASE_URL": f"sqlite:///{home / 'portal-domains.db'}"}
-    subprocess.run([exe, "stack", "init", "staging"], cwd=root, env=env, check=True,
-                   capture_output=True)
+    env = {
+        **penv.env(),
+        "PORTAL_DOMAINS_HOME": str(home),
+        "PORTAL_DOMAINS_DATABASE_URL": f"sqlite:///{home / 'portal-domains.db'}",
+    }
+    subprocess.run(
+        [exe, "stack", "init", "staging"], cwd=root, env=env, check=True, capture_output=True
+    )
     result = subprocess.run(
-        [exe, "preview", "-s", "staging", "--non-interactive", "--policy-pack",
-         str(REPO_ROOT / "policies"), "--policy-pack-config",
-         str(REPO_ROOT / "policies" / "config" / "staging.json")],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            exe,
+            "preview",
+            "-s",
+            "staging",
+            "--non-interactive",
+            "--policy-pack",
+            str(REPO_ROOT / "policies"),
+            "--policy-pack-config",
+            str(REPO_ROOT / "policies" / "config" / "staging.json"),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 domain row(s) loaded from the database" in result.stdout

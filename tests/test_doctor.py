@@ -18,8 +18,12 @@ def test_doctor_reports_every_component_ok_on_a_set_up_machine(
     assert main(["doctor", "--json"]) == 0
     checks = json.loads(capsys.readouterr().out)
     assert [c["component"] for c in checks] == [
-        "pulumi CLI", "python language host", "kubernetes plugin", "policy runtime",
-        "temporal CLI", "database",
+        "pulumi CLI",
+        "python language host",
+        "kubernetes plugin",
+        "policy runtime",
+        "temporal CLI",
+        "database",
     ]
     assert all(c["ok"] for c in checks), checks
 
@@ -28,8 +32,10 @@ def test_doctor_exits_non_zero_with_a_hint_when_the_database_is_unreachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PORTAL_DOMAINS_HOME", str(tmp_path))
-    monkeypatch.setenv("PORTAL_DOMAINS_DATABASE_URL",
-                       "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    monkeypatch.setenv(
+        "PORTAL_DOMAINS_DATABASE_URL",
+        "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2",
+    )
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "PROBLEM database" in out

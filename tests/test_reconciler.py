@@ -52,8 +52,10 @@ def test_a_requested_domain_goes_active_then_removal_prunes_it_everywhere(
             if os.environ.get("RECORD_HISTORY") == "1":
                 history = await handle.fetch_history()
                 HISTORIES.mkdir(exist_ok=True)
-                recorded = {"workflow_id": history.workflow_id,
-                            "history": json.loads(history.to_json())}
+                recorded = {
+                    "workflow_id": history.workflow_id,
+                    "history": json.loads(history.to_json()),
+                }
                 (HISTORIES / "registration-to-active.json").write_text(json.dumps(recorded))
 
             await asyncio.to_thread(h.service.disable, view.tenant_id, "operator:test")
@@ -120,6 +122,31 @@ def test_a_wrong_cname_ends_in_dns_failed_naming_the_observed_target(
             h.dns.set_cname("help.initech.co.uk", view.canonical_host)
             await asyncio.to_thread(h.service.refresh, view.tenant_id, "operator:test")
             await h.wait_status(view.tenant_id, {S.ACTIVE})
+
+    asyncio.run(scenario())
+
+
+def test_a_replaced_domain_leaves_git_and_the_new_one_goes_active(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path, database_url=postgres_url, temporal_address=temporal_address
+        ) as h:
+            view = h.request("portal.acme.com")
+            await h.wait_status(view.tenant_id, {S.ACTIVE})
+            slug = view.canonical_prefix
+            # the new host's DNS is wrong at first: the old host must still go
+            h.request("portal.acme-corp.com", tenant=view.tenant_id, cname_ok=False)
+            await h.wait_remote(lambda f: f == {})
+            await h.wait_status(view.tenant_id, {S.DNS_FAILED})
+            h.dns.set_cname("portal.acme-corp.com", view.canonical_host)
+            await asyncio.to_thread(h.service.refresh, view.tenant_id, "operator:test")
+            await h.wait_status(view.tenant_id, {S.ACTIVE})
+            files = h.remote_files()
+            assert list(files) == [f"{slug}.yaml"]
+            assert "portal.acme-corp.com" in files[f"{slug}.yaml"]
+            assert "portal.acme.com" not in files[f"{slug}.yaml"]
 
     asyncio.run(scenario())
 

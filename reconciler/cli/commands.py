@@ -22,3 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from reconciler.cli import policy_commands
 
     policy_commands.register(sub)
+
+    from reconciler.cli import api_commands
+
+    api_commands.register(sub)

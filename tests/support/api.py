@@ -1,0 +1,166 @@
+"""Run the REST API for real: uvicorn on a free loopback port, a migrated database,
+the after-commit hook pointed at the Temporal dev server.
+
+`running_api` is a context manager; test modules wrap it in fixtures of the
+scope they need. Tokens are minted with the server's own HS256 secret (or any
+other key a test wants to try).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import jwt
+import uvicorn
+
+from db import migrate
+from db.service import AuditEntry, DomainService
+from db.session import make_engine, make_session_factory
+from reconciler.api.app import DOMAIN_PATH, create_app
+from reconciler.api.ratelimit import TenantRateLimiter
+from reconciler.api.settings import ApiSettings
+from reconciler.settings import Settings
+from reconciler.worker import workflow_hook
+from tests.support.services import free_port
+
+ADMIN = "tenant_admin"
+MEMBER = "tenant_member"
+OPERATOR = "platform_operator"
+AUDIENCE = "portal-domains-test"
+ISSUER = "https://issuer.test"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunningApi:
+    base_url: str
+    settings: Settings
+    api: ApiSettings
+    service: DomainService
+
+    @property
+    def domain_url(self) -> str:
+        return self.base_url + DOMAIN_PATH
+
+    def token(
+        self,
+        *,
+        role: str | None,
+        tenant: UUID | None = None,
+        sub: str | int | None = "alice",
+        ttl: float = 300,
+        key: str | None = None,
+        algorithm: str = "HS256",
+        **overrides: Any,
+    ) -> str:
+        now = datetime.now(UTC)
+        claims: dict[str, Any] = {
+            "sub": sub,
+            "role": role,
+            "aud": self.api.jwt_audience,
+            "iss": self.api.jwt_issuer,
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        }
+        if tenant is not None:
+            claims["tenant_id"] = str(tenant)
+        claims.update(overrides)
+        claims = {name: value for name, value in claims.items() if value is not None}
+        return jwt.encode(claims, key or self.api.jwt_key, algorithm=algorithm)
+
+    def headers(self, **token_args: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(**token_args)}"}
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+    def audit(self, tenant: UUID) -> list[AuditEntry]:
+        return self.service.audit_log(tenant)
+
+
+def api_settings(
+    *, edition: str = "enterprise", rate_limit: int = 10, extra: Mapping[str, str] | None = None
+) -> ApiSettings:
+    env = {
+        "PORTAL_DOMAINS_JWT_KEY": secrets.token_hex(32),
+        "PORTAL_DOMAINS_JWT_AUDIENCE": AUDIENCE,
+        "PORTAL_DOMAINS_JWT_ISSUER": ISSUER,
+        "PORTAL_DOMAINS_JWT_LEEWAY_SECONDS": "0",
+        "PORTAL_DOMAINS_EDITION": edition,
+        "PORTAL_DOMAINS_API_RATE_LIMIT": str(rate_limit),
+        **(extra or {}),
+    }
+    return ApiSettings.from_env(env)
+
+
+def process_settings(*, database_url: str, temporal_address: str, work_dir: Path) -> Settings:
+    return Settings.from_env(
+        {
+            "PORTAL_DOMAINS_HOME": str(work_dir),
+            "PORTAL_DOMAINS_DATABASE_URL": database_url,
+            "PORTAL_DOMAINS_TEMPORAL_ADDRESS": temporal_address,
+            # Unique per server: no worker polls it, and no other test sees its workflows.
+            "PORTAL_DOMAINS_TASK_QUEUE": f"api-test-{uuid.uuid4().hex[:12]}",
+            "PORTAL_DOMAINS_START_WORKFLOWS": "on",
+            "PORTAL_DOMAINS_TIMINGS": "test",
+        }
+    )
+
+
+@contextmanager
+def running_api(
+    *,
+    database_url: str,
+    temporal_address: str,
+    work_dir: Path,
+    api: ApiSettings | None = None,
+    rate_limiter: TenantRateLimiter | None = None,
+) -> Iterator[RunningApi]:
+    migrate.upgrade(database_url)
+    settings = process_settings(
+        database_url=database_url, temporal_address=temporal_address, work_dir=work_dir
+    )
+    api = api or api_settings()
+    engine = make_engine(database_url)
+    service = DomainService(
+        make_session_factory(engine),
+        base_domain=settings.base_domain,
+        on_committed=workflow_hook(settings),
+    )
+    app = create_app(settings=settings, api=api, service=service, rate_limiter=rate_limiter)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the API server did not start on port {port}")
+            time.sleep(0.02)
+        yield RunningApi(
+            base_url=f"http://127.0.0.1:{port}", settings=settings, api=api, service=service
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        engine.dispose()
+
+
+def error_code(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    code: str = body["error"]["code"]
+    return code

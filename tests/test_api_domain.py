@@ -1,0 +1,395 @@
+"""The domain endpoints against the running API: PostgreSQL, Temporal dev server, uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+
+from core.hostnames import REASON_CODES
+from reconciler.api.app import MAX_BODY_BYTES
+from tests.support.api import ADMIN, OPERATOR, RunningApi, error_code, running_api
+from tests.support.services import create_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.temporal]
+
+
+@pytest.fixture(scope="module")
+def api(
+    postgres_admin_url: str, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApi]:
+    database_url = create_database(postgres_admin_url, f"domain_{uuid.uuid4().hex[:12]}")
+    with running_api(
+        database_url=database_url,
+        temporal_address=temporal_address,
+        work_dir=tmp_path_factory.mktemp("domain"),
+    ) as running:
+        yield running
+
+
+def _host(tenant: UUID, label: str = "portal") -> str:
+    return f"{label}-{tenant.hex[:10]}.acme.com"
+
+
+def _describe(address: str, tenant: UUID) -> WorkflowExecutionDescription:
+    async def describe() -> WorkflowExecutionDescription:
+        client = await Client.connect(address)
+        return await client.get_workflow_handle(f"portal-domain-{tenant}").describe()
+
+    return asyncio.run(describe())
+
+
+def _admin(api: RunningApi, tenant: UUID, sub: str = "alice") -> dict[str, str]:
+    return api.headers(role=ADMIN, tenant=tenant, sub=sub)
+
+
+# --------------------------------------------------------------------- request
+
+
+def test_a_request_is_saved_and_starts_the_tenants_registration_workflow(
+    api: RunningApi, temporal_address: str
+) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        response = client.post(
+            api.domain_url, json={"domain": _host(tenant)}, headers=_admin(api, tenant)
+        )
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == "/api/settings/client-portal/domain"
+    body = response.json()
+    assert body["domain"] == _host(tenant)
+    assert body["status"] == "pending_dns"
+    assert body["canonical_host"] == f"{tenant.hex[:7]}.portal.algapsa.com"
+    assert body["canonical_host_assigned"] is True
+    assert body["guidance"]["dns"]["record"] == (
+        f"{_host(tenant)}. 3600 IN CNAME {tenant.hex[:7]}.portal.algapsa.com."
+    )
+    assert body["guidance"]["actions"] == ["refresh", "remove", "request_new_domain"]
+
+    description = _describe(temporal_address, tenant)
+    assert description.status is WorkflowExecutionStatus.RUNNING
+    assert description.task_queue == api.settings.task_queue
+
+
+def test_repeating_a_request_returns_200_with_the_same_row_and_the_same_workflow_run(
+    api: RunningApi, temporal_address: str
+) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        first = client.post(
+            api.domain_url, json={"domain": _host(tenant)}, headers=_admin(api, tenant)
+        )
+        run_id = _describe(temporal_address, tenant).run_id
+        # Differently typed, same hostname once normalised.
+        again = client.post(
+            api.domain_url,
+            json={"domain": f"  {_host(tenant).upper()}. "},
+            headers=_admin(api, tenant),
+        )
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    # Signal-with-start on the running workflow: a signal, not a second run.
+    assert _describe(temporal_address, tenant).run_id == run_id
+    assert [(e.action, e.outcome) for e in api.audit(tenant)] == [
+        ("request", "ok"),
+        ("request", "noop"),
+    ]
+
+
+def test_requesting_another_hostname_replaces_the_first(api: RunningApi) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        client.post(api.domain_url, json={"domain": _host(tenant)}, headers=_admin(api, tenant))
+        replaced = client.post(
+            api.domain_url,
+            json={"domain": _host(tenant, "clients")},
+            headers=_admin(api, tenant, sub="bob"),
+        )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["domain"] == _host(tenant, "clients")
+    last = api.audit(tenant)[-1]
+    assert (last.action, last.outcome, last.actor) == ("replace", "ok", "user:bob")
+
+
+def test_two_tenants_racing_for_one_hostname_get_one_success_and_one_409(
+    api: RunningApi,
+) -> None:
+    for _round in range(3):
+        first, second = uuid.uuid4(), uuid.uuid4()
+        host = _host(first, "contested")
+        barrier = threading.Barrier(2)
+        results: dict[UUID, httpx.Response] = {}
+
+        def claim(
+            tenant: UUID,
+            host: str = host,
+            barrier: threading.Barrier = barrier,
+            results: dict[UUID, httpx.Response] = results,
+        ) -> None:
+            with api.client() as client:
+                barrier.wait()
+                results[tenant] = client.post(
+                    api.domain_url, json={"domain": host}, headers=_admin(api, tenant)
+                )
+
+        threads = [threading.Thread(target=claim, args=(t,)) for t in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        statuses = sorted(r.status_code for r in results.values())
+        assert statuses == [201, 409], {t: r.text for t, r in results.items()}
+        winner = next(t for t, r in results.items() if r.status_code == 201)
+        loser = next(t for t, r in results.items() if r.status_code == 409)
+        assert error_code(results[loser]) == "domain_already_claimed"
+        assert str(winner) not in results[loser].text  # who holds it is not revealed
+        assert api.service.get(winner).domain == host
+        assert [(e.action, e.outcome) for e in api.audit(loser)] == [("request", "conflict")]
+
+
+# ------------------------------------------------------------- invalid input
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 422, "invalid_body"),
+        (b"[]", "application/json", 422, "invalid_body"),
+        (b"{}", "application/json", 422, "invalid_body"),
+        (b'{"domain": 42}', "application/json", 422, "invalid_body"),
+        (b'{"domain": null}', "application/json", 422, "invalid_body"),
+        (b'{"domain": ["portal.acme.com"]}', "application/json", 422, "invalid_body"),
+        (b'{"domain": "portal.acme.com", "admin": true}', "application/json", 422, "invalid_body"),
+        (b'"portal.acme.com"', "application/json", 422, "invalid_body"),
+        (b"domain=portal.acme.com", "application/x-www-form-urlencoded", 415, None),
+        (b'{"domain": "portal.acme.com"}', "text/plain", 415, None),
+    ],
+)
+def test_malformed_bodies_are_refused_without_touching_the_database(
+    api: RunningApi, content: bytes, content_type: str, status: int, code: str | None
+) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        response = client.post(
+            api.domain_url,
+            content=content,
+            headers={**_admin(api, tenant), "content-type": content_type},
+        )
+    assert response.status_code == status, response.text
+    assert error_code(response) == (code or "unsupported_media_type")
+    assert "Traceback" not in response.text
+    assert api.audit(tenant) == []
+
+
+HOSTNAMES = [
+    ("", "empty"),
+    ("acme.com", "registrable_domain"),
+    ("co.uk", "registrable_domain"),
+    ("*.acme.com", "wildcard"),
+    ("192.0.2.10", "ip_address"),
+    ("[::1]", "ip_address"),
+    ("portal_x.acme.com", "invalid_characters"),
+    ("portal acme.com", "invalid_characters"),
+    ("acmeportal", "single_label"),
+    ("portal.localhost", "reserved"),
+    ("portal.example.com", "reserved"),
+    ("x.portal.algapsa.com", "base_domain"),
+    ("portal.acme.notarealtld", "unknown_tld"),
+    ("-portal.acme.com", "label_hyphen"),
+    ("portal..acme.com", "empty_label"),
+    ("a" * 64 + ".acme.com", "label_too_long"),
+    (".".join(["a" * 60] * 5) + ".com", "too_long"),
+    ("p\u0430ypal.acme.com", "mixed_script"),  # Cyrillic a
+    ("ab--cd.acme.com", "invalid_idna"),
+]
+
+
+def test_the_hostname_cases_cover_every_reason_code() -> None:
+    assert {code for _, code in HOSTNAMES} == set(REASON_CODES)
+
+
+@pytest.mark.parametrize(("host", "code"), HOSTNAMES)
+def test_invalid_hostnames_are_422_with_the_validators_reason_code(
+    api: RunningApi, host: str, code: str
+) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        response = client.post(api.domain_url, json={"domain": host}, headers=_admin(api, tenant))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == (code, "domain")
+    assert error["message"]
+    (entry,) = api.audit(tenant)
+    assert (entry.action, entry.outcome, entry.actor) == ("request", "rejected", "user:alice")
+
+
+def test_a_body_over_the_limit_is_413(api: RunningApi) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        response = client.post(
+            api.domain_url,
+            json={"domain": "a" * (MAX_BODY_BYTES + 1)},
+            headers=_admin(api, tenant),
+        )
+    assert response.status_code == 413
+    assert error_code(response) == "payload_too_large"
+
+
+# --------------------------------------------------------- read, refresh, remove
+
+
+def test_get_without_a_domain_is_200_with_null_status_and_the_likely_canonical_host(
+    api: RunningApi,
+) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        response = client.get(api.domain_url, headers=_admin(api, tenant))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] is None
+    assert body["domain"] is None
+    assert body["canonical_host"] == f"{tenant.hex[:7]}.portal.algapsa.com"
+    assert body["canonical_host_assigned"] is False
+    assert body["guidance"]["actions"] == ["request_new_domain"]
+    assert body["guidance"]["dns"]["sample"] is True
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_refresh_and_remove_of_a_tenant_without_a_domain_are_404(api: RunningApi) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        for method, path in (("POST", "/refresh"), ("DELETE", "")):
+            response = client.request(method, api.domain_url + path, headers=_admin(api, tenant))
+            assert response.status_code == 404, response.text
+            assert error_code(response) == "domain_not_found"
+
+
+def test_the_lifecycle_request_refresh_remove_and_re_request(api: RunningApi) -> None:
+    tenant = uuid.uuid4()
+    host = _host(tenant)
+    headers = _admin(api, tenant)
+    with api.client() as client:
+        assert client.post(api.domain_url, json={"domain": host}, headers=headers).is_success
+
+        refreshed = client.post(api.domain_url + "/refresh", headers=headers)
+        assert refreshed.status_code == 200
+        assert refreshed.json()["status"] == "pending_dns"
+
+        removed = client.delete(api.domain_url, headers=headers)
+        assert removed.status_code == 200
+        assert removed.json()["status"] == "disabled"
+        assert removed.json()["guidance"]["actions"] == ["request_new_domain"]
+        again = client.delete(api.domain_url, headers=headers)
+        assert again.status_code == 200
+        assert again.json() == removed.json()
+
+        refused = client.post(api.domain_url + "/refresh", headers=headers)
+        assert refused.status_code == 409
+        assert error_code(refused) == "domain_disabled"
+
+        back = client.post(api.domain_url, json={"domain": host}, headers=headers)
+        assert back.status_code == 200
+        assert back.json()["status"] == "pending_dns"
+
+        status = client.get(api.domain_url, headers=headers).json()
+        assert (status["domain"], status["status"]) == (host, "pending_dns")
+    assert [(e.action, e.outcome) for e in api.audit(tenant)] == [
+        ("request", "ok"),
+        ("refresh", "ok"),
+        ("disable", "ok"),
+        ("disable", "noop"),
+        ("refresh", "rejected"),
+        ("request", "ok"),
+    ]
+    assert {e.actor for e in api.audit(tenant)} == {"user:alice"}
+
+
+def test_get_shows_the_status_the_reconciler_wrote_with_its_guidance(api: RunningApi) -> None:
+    from core.status import DomainStatus as S
+
+    tenant = uuid.uuid4()
+    api.service.request(tenant, _host(tenant), "operator:setup")
+    api.service.record_status(
+        tenant,
+        expected_status=S.PENDING_DNS,
+        new_status=S.VERIFYING_DNS,
+        message="checking",
+    )
+    api.service.record_status(
+        tenant,
+        expected_status=S.VERIFYING_DNS,
+        new_status=S.DNS_FAILED,
+        message="portal resolves to 203.0.113.7, not a CNAME to the canonical host",
+    )
+    with api.client() as client:
+        body = client.get(api.domain_url, headers=_admin(api, tenant)).json()
+    assert body["status"] == "dns_failed"
+    assert body["status_message"].startswith("portal resolves to 203.0.113.7")
+    assert body["last_checked_at"] is not None
+    assert body["guidance"]["tone"] == "error"
+    assert body["guidance"]["polling"] is False
+    assert "Refresh to retry" in body["guidance"]["next_step"]
+
+
+def test_an_operator_acts_on_a_tenant_and_is_audited_by_subject(api: RunningApi) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        response = client.post(
+            api.domain_url,
+            params={"tenant_id": str(tenant)},
+            json={"domain": _host(tenant)},
+            headers=api.headers(role=OPERATOR, sub="ops-7"),
+        )
+    assert response.status_code == 201, response.text
+    assert api.audit(tenant)[0].actor == "user:ops-7"
+
+
+# ------------------------------------------------------------------- errors
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_format(api: RunningApi) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        missing = client.get("/api/settings/nothing-here", headers=_admin(api, tenant))
+        wrong = client.put(api.domain_url, headers=_admin(api, tenant))
+    assert (missing.status_code, error_code(missing)) == (404, "not_found")
+    assert (wrong.status_code, error_code(wrong)) == (405, "method_not_allowed")
+    assert "GET" in wrong.headers["allow"]
+
+
+def test_an_unexpected_failure_is_a_500_without_details_and_is_logged(
+    postgres_url: str,
+    temporal_address: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with running_api(
+        database_url=postgres_url, temporal_address=temporal_address, work_dir=tmp_path
+    ) as api:
+        engine = sa.create_engine(postgres_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE portal_domains"))
+        engine.dispose()
+        tenant = uuid.uuid4()
+        with caplog.at_level(logging.ERROR, logger="reconciler.api.app"), api.client() as client:
+            response = client.get(api.domain_url, headers=_admin(api, tenant))
+    assert response.status_code == 500
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == "internal_error"
+    reference = error["message"].split("reference ")[1].split(")")[0]
+    for leak in ("Traceback", "portal_domains", "psycopg", "sqlalchemy", "File "):
+        assert leak not in response.text
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged
+    assert logged[0].exc_info is not None
