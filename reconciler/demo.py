@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from temporalio.client import WithStartWorkflowOperation
@@ -31,6 +30,7 @@ from core.status import DomainStatus
 from db import migrate
 from reconciler import payloads as p
 from reconciler.activities import ProbeSettings
+from reconciler.devserver import temporal_dev_server
 from reconciler.dns_responder import LocalDnsServer
 from reconciler.gitops import ensure_bare_remote
 from reconciler.settings import Settings
@@ -83,57 +83,6 @@ class DemoReport:
     seconds: float
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _start_dev_server(work_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import sys
-
-    exe = Path(sys.executable).with_name("temporal")
-    port = _free_port()
-    log = (work_dir / "temporal-dev-server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(exe) if exe.exists() else "temporal",
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http-port",
-            str(_free_port()),
-            "--metrics-port",
-            str(_free_port()),
-            "--log-level",
-            "error",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"temporal dev server exited; see {work_dir}/temporal-dev-server.log"
-            )
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            await asyncio.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("temporal dev server did not start within 60 s")
-
-
 def _git_lines(remote: str, *args: str) -> list[str]:
     proc = subprocess.run(
         ["git", "--git-dir", remote, *args], capture_output=True, text=True, check=False
@@ -154,9 +103,8 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
     migrate.upgrade(base.database_url)
     remote = base.gitops_remote or ensure_bare_remote(base.embedded_remote)
 
-    proc, address = await _start_dev_server(work)
-    progress(f"temporal dev server: {address}")
-    try:
+    with temporal_dev_server(work) as address:
+        progress(f"temporal dev server: {address}")
         with (
             LocalDnsServer() as dns_server,
             LocalTlsServer(TestCertificateAuthority(work / "ca")) as ingress,
@@ -212,9 +160,6 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
                 progress("running one more environment reconcile (update-with-start)")
                 outcome = await _sync_now(client, settings, environment)
             analytics.shutdown()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
     views = service.list()
     files = _git_lines(remote, "ls-tree", "--name-only", f"main:{config.manifest_root}")

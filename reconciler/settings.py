@@ -76,21 +76,24 @@ class Settings:
                 for n in env.get("PORTAL_DOMAINS_DNS_NAMESERVERS", "").split(",")
                 if n.strip()
             ),
-            dns_port=_int(env, "PORTAL_DOMAINS_DNS_PORT", 53),
-            probe_port=_int(env, "PORTAL_DOMAINS_PROBE_PORT", 443),
+            dns_port=bounded_int(env, "PORTAL_DOMAINS_DNS_PORT", 53),
+            probe_port=bounded_int(env, "PORTAL_DOMAINS_PROBE_PORT", 443),
             probe_connect_address=env.get("PORTAL_DOMAINS_PROBE_CONNECT_ADDRESS") or None,
             probe_ca_bundle=env.get("PORTAL_DOMAINS_PROBE_CA_BUNDLE") or None,
             gitops_remote=env.get("PORTAL_DOMAINS_GITOPS_REMOTE") or None,
             timings=_choice(env, "PORTAL_DOMAINS_TIMINGS", ("production", "fast", "test")),
-            debounce_seconds=float(_int(env, "PORTAL_DOMAINS_DEBOUNCE_SECONDS", 2)),
+            debounce_seconds=float(bounded_int(env, "PORTAL_DOMAINS_DEBOUNCE_SECONDS", 2)),
             heartbeat_timeout_seconds=float(
-                _int(env, "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS", 60)
+                bounded_int(env, "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS", 60)
             ),
             start_workflows=_choice(env, "PORTAL_DOMAINS_START_WORKFLOWS", ("on", "off")) == "on",
         )
 
 
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
+def bounded_int(
+    env: Mapping[str, str], key: str, default: int, low: int = 0, high: int = 65535
+) -> int:
+    """An integer setting in [low, high]; empty or unset gives the default."""
     raw = env.get(key)
     if raw is None or raw == "":
         return default
@@ -98,8 +101,8 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{key}={raw!r} is not an integer") from None
-    if not 0 <= value <= 65535:
-        raise SettingsError(f"{key}={raw!r} is out of range")
+    if not low <= value <= high:
+        raise SettingsError(f"{key}={raw!r} is out of range ({low}-{high})")
     return value
 
 

@@ -36,7 +36,7 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from reconciler.settings import SettingsError
+from reconciler.settings import SettingsError, bounded_int
 
 Algorithm = Literal["HS256", "RS256", "ES256"]
 ALGORITHMS: tuple[Algorithm, ...] = ("HS256", "RS256", "ES256")
@@ -140,11 +140,11 @@ class ApiSettings:
             jwt_key=key,
             jwt_audience=_text(env, "PORTAL_DOMAINS_JWT_AUDIENCE", "portal-domains"),
             jwt_issuer=_text(env, "PORTAL_DOMAINS_JWT_ISSUER", "portal-domains"),
-            jwt_leeway_seconds=_bounded_int(
+            jwt_leeway_seconds=bounded_int(
                 env, "PORTAL_DOMAINS_JWT_LEEWAY_SECONDS", 30, 0, MAX_LEEWAY_SECONDS
             ),
             edition=edition,
-            mutations_per_minute=_bounded_int(
+            mutations_per_minute=bounded_int(
                 env, "PORTAL_DOMAINS_API_RATE_LIMIT", 10, 1, MAX_RATE_LIMIT
             ),
             roles=roles,
@@ -216,17 +216,4 @@ def _text(env: Mapping[str, str], key: str, default: str) -> str:
         return default
     if value != value.strip():
         raise SettingsError(f"{key}={value!r} has surrounding whitespace")
-    return value
-
-
-def _bounded_int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{key}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{key}={raw!r} is out of range ({low}-{high})")
     return value

@@ -30,9 +30,9 @@ from db.session import make_engine, make_session_factory
 from reconciler.api.app import DOMAIN_PATH, create_app
 from reconciler.api.ratelimit import TenantRateLimiter
 from reconciler.api.settings import ApiSettings
+from reconciler.devserver import free_port
 from reconciler.settings import Settings
 from reconciler.worker import workflow_hook
-from tests.support.services import free_port
 
 ADMIN = "tenant_admin"
 MEMBER = "tenant_member"

