@@ -54,6 +54,14 @@ go_build() {  # go_build <wrapper dir> <output> <package> <ldflags>
       -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg") && mv "$out.tmp" "$out"
 }
 
+module_dir() {  # module_dir <wrapper dir> <module>: its folder in the module cache
+  # `go list -m` prints nothing for a module not downloaded yet: download first.
+  local dir
+  dir="$(cd "$1" && go mod download -json "$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  [ -n "$dir" ] && [ -d "$dir" ] || fail "could not locate module $2 (go mod download failed)"
+  echo "$dir"
+}
+
 have_on_path() {
   command -v pulumi >/dev/null && command -v pulumi-language-python >/dev/null \
     && command -v pulumi-resource-kubernetes >/dev/null
@@ -89,7 +97,7 @@ else
   fi
   # The host refuses to start without its exec shim next to it; take the shim
   # and the dynamic-provider launcher from the same sdk module as the host.
-  SDKDIR="$(cd "$TC/language-python" && go list -mod=readonly -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)"
+  SDKDIR="$(module_dir "$TC/language-python" github.com/pulumi/pulumi/sdk/v3)"
   install -m 0755 "$SDKDIR/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
   install -m 0755 "$SDKDIR/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
   # The engine talks to the host through our adapter (adapter.py says why).
@@ -103,7 +111,7 @@ else
     # the module cache is read-only, so generate in a scratch copy of the wrapper.
     WORK="$(mktemp -d)"
     cp "$TC/kubernetes-provider/go.mod" "$TC/kubernetes-provider/go.sum" "$WORK/"
-    PROVDIR="$(cd "$TC/kubernetes-provider" && go list -mod=readonly -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)"
+    PROVDIR="$(module_dir "$TC/kubernetes-provider" github.com/pulumi/pulumi-kubernetes/provider/v4)"
     mkdir -p "$WORK/cmd"
     cp -r "$PROVDIR/cmd/pulumi-resource-kubernetes" "$WORK/cmd/"
     chmod -R u+w "$WORK/cmd"
