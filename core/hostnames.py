@@ -155,6 +155,7 @@ def normalize_hostname(raw: str, *, base_domain: str) -> str:
             "too_long", f"The hostname is longer than {MAX_HOSTNAME_LENGTH} characters."
         )
     shown = _shown(text)
+    _check_invisible(text, shown)
     _check_ip_literal(text, shown)
     _check_ascii(text, shown)
     try:
@@ -192,6 +193,22 @@ def normalize_hostname(raw: str, *, base_domain: str) -> str:
         )
     _check_policy(host, base, shown)
     return host
+
+
+def _check_invisible(text: str, shown: str) -> None:
+    """Reject invisible format characters (zero-width space, joiners, soft hyphen, BOM).
+
+    UTS 46 would silently delete them, so `portal\u200b.acme.com` would be
+    accepted as a different-looking request than what the tenant saw: a spoofing
+    aid, never a legitimate part of a hostname.
+    """
+    for char in text:
+        if unicodedata.category(char) == "Cf":
+            raise HostnameError(
+                "invalid_characters",
+                f"{shown} contains the invisible character U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'format character')}); type the name again.",
+            )
 
 
 def is_valid_hostname(raw: str, *, base_domain: str) -> bool:

@@ -91,7 +91,7 @@ REJECTED = [
     ("xn---bcher-kva.acme.de", "invalid_idna"),  # non-canonical A-label
     ("xn--ls8h.acme.com", "invalid_idna"),  # encodes an emoji
     ("ab--cd.acme.com", "invalid_idna"),  # reserved R-LDH label
-    ("a\u200db.acme.com", "invalid_idna"),  # ZERO WIDTH JOINER out of context
+    ("a\u200db.acme.com", "invalid_characters"),  # ZERO WIDTH JOINER out of context
     ("\u0301a.acme.com", "invalid_idna"),  # leading combining mark
     # homoglyphs: Cyrillic а (U+0430) and Greek ο (U+03BF) inside Latin labels
     ("p\u0430ypal.acme.com", "mixed_script"),

@@ -410,6 +410,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's "error parsing the body" (bytes that are not JSON): a
+            # malformed body, answered like every other invalid body.
+            return error_response(422, "malformed_body", "the body is not valid JSON", field="body")
         code = {
             404: "not_found",
             405: "method_not_allowed",

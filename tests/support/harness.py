@@ -18,7 +18,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf.duration_pb2 import Duration
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from core.status import DomainStatus
@@ -116,6 +119,25 @@ def _git(remote: str, *args: str) -> str:
     return proc.stdout
 
 
+async def create_namespace(address: str) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    client = await Client.connect(address)
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    deadline = time.monotonic() + 30
+    while True:  # registration is asynchronous on the server
+        try:
+            await (await Client.connect(address, namespace=name)).count_workflows()
+            return name
+        except RPCError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 def harness_env(
     tmp: Path,
     *,
@@ -156,6 +178,10 @@ async def reconciler_harness(
     extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Harness]:
     migrate.upgrade(database_url)
+    # A namespace of its own: the environment workflow's id is fixed per
+    # environment (portal-domains-reconcile-staging), and one left idle by an
+    # earlier test on its task queue must not swallow this test's requests.
+    namespace = await create_namespace(temporal_address)
     remote = ensure_bare_remote(tmp / "nm-kube-config.git")
     ca = TestCertificateAuthority(tmp / "ca")
     with (
@@ -175,6 +201,7 @@ async def reconciler_harness(
             tls=tls,
             capture_url=capture.url,
         )
+        env["PORTAL_DOMAINS_TEMPORAL_NAMESPACE"] = namespace
         env.update(extra_env or {})
         settings = Settings.from_env(env)
         spans = InMemorySpanExporter()

@@ -1,0 +1,37 @@
+"""The README's main job (`portal-domains demo`) works on embedded defaults, twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+
+pytestmark = [pytest.mark.pulumi, pytest.mark.temporal]
+
+
+def test_the_demo_settles_every_sample_and_a_second_run_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PORTAL_DOMAINS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PORTAL_DOMAINS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    assert main(["demo", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    statuses = {d["domain"]: d["status"] for d in first["domains"]}
+    assert statuses == {
+        "portal.acme.com": "active",
+        "clients.globex.io": "active",
+        "help.initech.co.uk": "dns_failed",
+    }
+    assert len(first["files"]) == 2
+    assert first["commits"][0].endswith("chore(portal-domains): sync 2 tenants")
+
+    assert main(["demo", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["domains"] == first["domains"]
+    assert second["commits"] == first["commits"]  # nothing new to commit
+    assert second["reconcile"]["ok"] is True
+    assert second["reconcile"]["commit"] is None
