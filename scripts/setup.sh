@@ -82,7 +82,7 @@ else
 
   CURRENT_STEP="build pulumi CLI v$PULUMI_CLI_VERSION"
   if [ ! -x "$BIN/pulumi" ]; then
-    step "$CURRENT_STEP (the longest step: ~10-20 min cold)"
+    step "$CURRENT_STEP (~8 min cold)"
     go_build "$TC/pulumi-cli" "$BIN/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
       "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_CLI_VERSION"
   fi
@@ -106,7 +106,7 @@ else
 
   CURRENT_STEP="build pulumi-resource-kubernetes v$PULUMI_KUBERNETES_VERSION"
   if [ ! -x "$BIN/pulumi-resource-kubernetes" ]; then
-    step "$CURRENT_STEP (~10-20 min cold)"
+    step "$CURRENT_STEP (the longest step: ~14 min cold)"
     # main.go embeds schema-embed.json, generated from the committed schema.json;
     # the module cache is read-only, so generate in a scratch copy of the wrapper.
     WORK="$(mktemp -d)"
