@@ -15,7 +15,6 @@ issues test-CA certificates for the Certificates that reached Git.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import time
 import uuid
@@ -96,7 +95,6 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
     started = time.monotonic()
     work = base.work_dir / "demo"
     work.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PULUMI_CONFIG_PASSPHRASE", "portal-domains-demo")
     environment = base.environment
     config = load_stack_config(environment)
     progress(f"database: {base.database_url} (migrating)")
