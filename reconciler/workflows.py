@@ -9,7 +9,7 @@ says, and every wait is interruptible by the `remove` and `refresh` signals.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -608,6 +608,4 @@ class PortalDomainRegistrationWorkflow:
 
 
 def _parse_iso(text: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(text).timestamp()

@@ -161,7 +161,7 @@ def test_generated_requests_conform_to_the_document_and_never_fail(
     def exercise(case: schemathesis.Case[Any]) -> None:
         # Excluded: a schema-valid hostname may still be refused (422) by the
         # validator (public suffixes, reserved names): not expressible in JSON Schema.
-        excluded = [positive_data_acceptance]
+        excluded: list[Any] = [positive_data_acceptance]
         if mode is GenerationMode.NEGATIVE:
             # We always send a valid bearer token, which undoes schemathesis's
             # "Authorization missing" mutation (and it may drop an extra query

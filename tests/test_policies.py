@@ -16,6 +16,7 @@ import copy
 import json
 import re
 import subprocess
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 from core.config import StackConfig
 from core.manifests import Manifest, render_domain
 from core.records import DomainRecord
+from core.status import DomainStatus
 from policies import fixtures
 from policies import settings as s
 from policies.rules import RULES, plain
@@ -729,11 +731,38 @@ def test_policy_check_refuses_an_unknown_environment(
     assert "no stack file Pulumi.nowhere.yaml" in capsys.readouterr().err
 
 
-def test_policy_check_without_fixtures_is_not_available_yet(
-    cli_home: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.pulumi
+def test_policy_check_without_fixtures_checks_the_database_rows(
+    cli_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["policy", "check", "--env", "staging", "--no-fixtures"]) == 2
-    assert "only --fixtures is supported" in capsys.readouterr().err
+    from db import migrate
+    from db.service import DomainService
+    from db.session import make_engine, make_session_factory
+
+    url = f"sqlite:///{cli_home / 'rows.db'}"
+    monkeypatch.setenv("PORTAL_DOMAINS_DATABASE_URL", url)
+    migrate.upgrade(url)
+    service = DomainService(
+        make_session_factory(make_engine(url)), base_domain="portal.algapsa.com"
+    )
+    tenant = uuid.uuid4()
+    service.request(tenant, "portal.acme.com", "operator:test")
+    service.record_status(
+        tenant,
+        expected_status=DomainStatus.PENDING_DNS,
+        new_status=DomainStatus.VERIFYING_DNS,
+        message="checking",
+    )
+    service.record_status(
+        tenant,
+        expected_status=DomainStatus.VERIFYING_DNS,
+        new_status=DomainStatus.PENDING_CERTIFICATE,
+        message="verified",
+    )
+    assert main(["policy", "check", "--env", "staging", "--no-fixtures", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"] == "database"
+    assert report["tenants"] == [service.get(tenant).canonical_prefix]
 
 
 def test_policy_config_prints_the_committed_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,9 +2,9 @@
 
 `policy check --env E` previews environment E's program for a snapshot of domain
 records with the pack in policies/ and E's policy configuration, and lists the
-violations. The records are, for now, the built-in fixtures (`--fixtures`, the
-default); they are previewed on a throwaway stack in a scratch file backend so
-the check never reads or locks the real stack.
+violations. The records are the built-in fixtures (`--fixtures`, the default) or
+the database's rows (`--no-fixtures`); they are previewed on a throwaway stack in
+a scratch file backend so the check never reads or locks the real stack.
 
 Exit codes: 0 no mandatory violation (advisory ones are listed), 1 at least one
 mandatory violation, 2 the check could not run (bad environment, no toolchain,
@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--fixtures",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="check the built-in fixture tenants (default; the database comes later)",
+        help="check the built-in fixture tenants (default); --no-fixtures checks the rows of "
+        "PORTAL_DOMAINS_DATABASE_URL instead",
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(handler=_cmd_check)
@@ -178,6 +179,19 @@ def run_check(
     )
 
 
+def _database_records(settings: Settings) -> list[DomainRecord]:
+    """Every row of PORTAL_DOMAINS_DATABASE_URL (the program deploys the deployable ones)."""
+    from db.migrate import SchemaNotReady, require_current_schema
+    from reconciler.pipeline import all_records
+    from reconciler.worker import domain_service
+
+    try:
+        require_current_schema(settings.database_url)
+    except SchemaNotReady as exc:
+        raise CliError(str(exc), EXIT_CANNOT_RUN) from exc
+    return all_records(domain_service(settings))
+
+
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from policies import fixtures
     from stack.config import load_stack_config
@@ -186,18 +200,13 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         config = load_stack_config(args.env)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_CANNOT_RUN) from exc
-    if not args.fixtures:
-        raise CliError(
-            "only --fixtures is supported so far: checking the database's records comes with "
-            "the database adapter",
-            EXIT_CANNOT_RUN,
-        )
-    report = run_check(
-        config,
-        fixtures.fixture_records(config.base_domain),
-        scratch_root=settings.work_dir,
-        source="fixtures",
-    )
+    if args.fixtures:
+        records = fixtures.fixture_records(config.base_domain)
+        source = "fixtures"
+    else:
+        records = _database_records(settings)
+        source = "database"
+    report = run_check(config, records, scratch_root=settings.work_dir, source=source)
     if args.json:
         output.emit_json(report.as_dict())
     else:
