@@ -57,6 +57,14 @@ def test_a_requested_domain_goes_active_then_removal_prunes_it_everywhere(
                     "history": json.loads(history.to_json()),
                 }
                 (HISTORIES / "registration-to-active.json").write_text(json.dumps(recorded))
+                env_history = await h.runtime.client.get_workflow_handle(
+                    p.reconcile_workflow_id("staging")
+                ).fetch_history()
+                recorded = {
+                    "workflow_id": env_history.workflow_id,
+                    "history": json.loads(env_history.to_json()),
+                }
+                (HISTORIES / "environment-reconcile.json").write_text(json.dumps(recorded))
 
             await asyncio.to_thread(h.service.disable, view.tenant_id, "operator:test")
             await h.wait_status(view.tenant_id, {S.DISABLED})
