@@ -13,7 +13,7 @@ and returns one, and is safe to retry:
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextvars
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +34,6 @@ from reconciler.pipeline import all_records, reconcile_once
 from reconciler.telemetry import Analytics, EventName, span
 from reconciler.tls import ProbeTarget, check_certificate, probe_https
 from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
-
-log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 
@@ -248,8 +246,11 @@ class DomainActivities:
     @activity.defn(name=p.RECONCILE_ENVIRONMENT)
     async def reconcile_environment(self, inp: p.ReconcileEnvironmentInput) -> p.ReconcileOutcome:
         info = activity.info()
+        # The copied context carries the activity's logger context (workflow and
+        # run ids) into the thread that runs Pulumi.
+        context = contextvars.copy_context()
         work = asyncio.get_running_loop().run_in_executor(
-            None, self._reconcile_blocking, inp, info.attempt
+            None, context.run, self._reconcile_blocking, inp, info.attempt
         )
         # Pulumi runs in a thread; keep heartbeating so a killed worker is noticed
         # within the heartbeat timeout and the retry starts with recovery.
@@ -286,7 +287,7 @@ class DomainActivities:
         except GitOpsError as err:
             raise ApplicationError(f"git: {err}", type="GitOpsError") from err
         if report.recovered:
-            log.warning(
+            activity.logger.warning(
                 "attempt %s of %s recovered the stack: %s",
                 attempt,
                 inp.run_id,
