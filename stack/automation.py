@@ -196,18 +196,28 @@ class EnvironmentStack:
         self.work_dir = work_dir / "workspaces" / self.stack_name
         self.policy_pack = policy_pack
         self.policy_pack_config = policy_pack_config
+        self._stack: auto.Stack | None = None
 
     # ------------------------------------------------------------------ plumbing
     def _open(self, records: Sequence[DomainRecord]) -> auto.Stack:
+        """The stack, selected once per instance, with `records` as its inline program."""
         snapshot = tuple(records)
         config = self.config
 
         def run() -> None:
             program.build(snapshot, config)
 
-        return open_stack(
-            self.penv, project=PROJECT, stack=self.stack_name, program=run, work_dir=self.work_dir
-        )
+        if self._stack is None:
+            self._stack = open_stack(
+                self.penv,
+                project=PROJECT,
+                stack=self.stack_name,
+                program=run,
+                work_dir=self.work_dir,
+            )
+        else:
+            self._stack.workspace.program = run
+        return self._stack
 
     def _policy_args(self, tenants_before: Sequence[str]) -> dict[str, Any]:
         """The pack and its config for this run.

@@ -29,7 +29,6 @@ def open_stack(
     stack: str,
     program: Program,
     work_dir: Path,
-    config: dict[str, str] | None = None,
 ) -> auto.Stack:
     """Create or select `stack` of `project`, running `program` inline."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -45,9 +44,6 @@ def open_stack(
         ),
         pulumi_command=pulumi_command(env),
     )
-    selected = auto.create_or_select_stack(
+    return auto.create_or_select_stack(
         stack_name=stack, project_name=project, program=program, opts=opts
     )
-    if config:
-        selected.set_all_config({k: auto.ConfigValue(value=v) for k, v in config.items()})
-    return selected
