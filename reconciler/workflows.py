@@ -10,6 +10,7 @@ says, and every wait is interruptible by the `remove` and `refresh` signals.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from core.status import DomainStatus as S
     from reconciler import payloads as p
 
+R = TypeVar("R")
 QUICK = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -259,6 +261,26 @@ class PortalDomainRegistrationWorkflow:
             retry_policy=PROBE_RETRY,
         )
 
+    async def _probe_activity(self, name: str, arg: object, result_type: type[R]) -> R:
+        """A short, read-only check (DNS, TLS, HTTPS): quick timeout, few retries."""
+        result: R = await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=QUICK,
+            retry_policy=PROBE_RETRY,
+        )
+        return result
+
+    async def _verify_cname(self, snap: p.DomainSnapshot) -> p.VerifyCnameResult:
+        return await self._probe_activity(
+            p.VERIFY_CNAME,
+            p.VerifyCnameInput(
+                tenant_id=snap.tenant_id, domain=snap.domain, expected=snap.canonical_host
+            ),
+            p.VerifyCnameResult,
+        )
+
     def _now_seconds(self) -> float:
         return workflow.now().timestamp()
 
@@ -338,15 +360,7 @@ class PortalDomainRegistrationWorkflow:
         matches, attempt = 0, 0
         last: p.VerifyCnameResult | None = None
         while True:
-            result: p.VerifyCnameResult = await workflow.execute_activity(
-                p.VERIFY_CNAME,
-                p.VerifyCnameInput(
-                    tenant_id=snap.tenant_id, domain=snap.domain, expected=snap.canonical_host
-                ),
-                result_type=p.VerifyCnameResult,
-                start_to_close_timeout=QUICK,
-                retry_policy=PROBE_RETRY,
-            )
+            result = await self._verify_cname(snap)
             if result.matches:
                 matches += 1
                 if matches >= t.dns_required_matches:
@@ -386,12 +400,10 @@ class PortalDomainRegistrationWorkflow:
             if self._refresh:
                 self._refresh = False
                 attempt = 0
-        caa: p.CheckCaaResult = await workflow.execute_activity(
+        caa = await self._probe_activity(
             p.CHECK_CAA,
             p.CheckCaaInput(tenant_id=snap.tenant_id, domain=snap.domain),
-            result_type=p.CheckCaaResult,
-            start_to_close_timeout=QUICK,
-            retry_policy=PROBE_RETRY,
+            p.CheckCaaResult,
         )
         if not caa.allowed:
             if await self._record(
@@ -474,12 +486,10 @@ class PortalDomainRegistrationWorkflow:
         self._stage = "waiting_certificate"
         started = self._now_seconds()
         while True:
-            result: p.CertificateCheckResult = await workflow.execute_activity(
+            result = await self._probe_activity(
                 p.CHECK_CERTIFICATE,
                 p.CertificateCheckInput(tenant_id=snap.tenant_id, domain=snap.domain),
-                result_type=p.CertificateCheckResult,
-                start_to_close_timeout=QUICK,
-                retry_policy=PROBE_RETRY,
+                p.CertificateCheckResult,
             )
             if result.ok:
                 until = f" (valid until {result.not_after})" if result.not_after else ""
@@ -513,12 +523,10 @@ class PortalDomainRegistrationWorkflow:
         self._stage = "probing_https"
         started = self._now_seconds()
         while True:
-            result: p.HttpsProbeResult = await workflow.execute_activity(
+            result = await self._probe_activity(
                 p.PROBE_HTTPS,
                 p.HttpsProbeInput(tenant_id=snap.tenant_id, domain=snap.domain),
-                result_type=p.HttpsProbeResult,
-                start_to_close_timeout=QUICK,
-                retry_policy=PROBE_RETRY,
+                p.HttpsProbeResult,
             )
             if result.ok:
                 if await self._record(
@@ -552,15 +560,7 @@ class PortalDomainRegistrationWorkflow:
             await self._pause(t.watch_interval)
             if self._remove:
                 return
-        result: p.VerifyCnameResult = await workflow.execute_activity(
-            p.VERIFY_CNAME,
-            p.VerifyCnameInput(
-                tenant_id=snap.tenant_id, domain=snap.domain, expected=snap.canonical_host
-            ),
-            result_type=p.VerifyCnameResult,
-            start_to_close_timeout=QUICK,
-            retry_policy=PROBE_RETRY,
-        )
+        result = await self._verify_cname(snap)
         if not result.matches and not self._cname_lost:
             self._cname_lost = True
             seen = result.observed or result.error or "no CNAME"
