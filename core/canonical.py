@@ -15,6 +15,7 @@ import re
 from collections.abc import Collection
 from uuid import UUID
 
+from core.errors import ErrorKind, PortalDomainsError
 from core.hostnames import normalize_base_domain
 
 PREFIX_MIN_LENGTH = 7
@@ -27,13 +28,14 @@ _TENANT_ID = re.compile(
 )
 
 
-class TenantIdError(ValueError):
+class TenantIdError(PortalDomainsError, ValueError):
     """A tenant id is not a UUID."""
 
     code = "invalid_tenant_id"
+    kind = ErrorKind.INVALID_INPUT
 
 
-class PrefixExhausted(RuntimeError):
+class PrefixExhausted(PortalDomainsError, RuntimeError):
     """Even the full 32-digit prefix is taken: the same tenant id is registered twice."""
 
     code = "prefix_exhausted"

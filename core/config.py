@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from core.errors import ErrorKind, PortalDomainsError
+
 NAMESPACE = "portal-domains"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(
@@ -25,7 +27,10 @@ _REL_DIR = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9._/-]+$")
 Mode = Literal["gitops", "cluster"]
 
 
-class ConfigError(ValueError):
+class ConfigError(PortalDomainsError, ValueError):
+    code = "invalid_config"
+    kind = ErrorKind.INVALID_INPUT
+
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"config {NAMESPACE}:{key}: {message}")
         self.key = key

@@ -47,6 +47,7 @@ from functools import cache
 import idna
 
 from core import public_suffix
+from core.errors import ErrorKind, PortalDomainsError
 
 MAX_HOSTNAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63
@@ -130,15 +131,16 @@ _SCRIPTLESS_CATEGORIES = frozenset({"Mn", "Mc", "Me", "Cf"})
 _SCRIPTLESS_CHARS = frozenset({"\u00b7"})
 
 
-class HostnameError(ValueError):
+class HostnameError(PortalDomainsError, ValueError):
     """A hostname was refused; `code` is one of REASON_CODES."""
+
+    kind = ErrorKind.INVALID_INPUT
 
     def __init__(self, code: str, message: str) -> None:
         if code not in REASON_CODES:
             raise ValueError(f"unknown hostname reason code {code!r}")
         super().__init__(message)
         self.code = code
-        self.message = message
 
     def __repr__(self) -> str:
         return f"HostnameError({self.code!r}, {self.message!r})"

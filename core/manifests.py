@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import StackConfig
+from core.errors import PortalDomainsError
 from core.records import DomainRecord
 
 CERT_MANAGER_API = "cert-manager.io/v1"
@@ -33,8 +34,10 @@ LABEL_ENVIRONMENT = "portal-domains.algapsa.com/environment"
 Manifest = dict[str, Any]
 
 
-class DesiredStateError(ValueError):
+class DesiredStateError(PortalDomainsError, ValueError):
     """The records cannot be deployed together (e.g. one host claimed twice)."""
+
+    code = "invalid_desired_state"
 
 
 @dataclass(frozen=True, kw_only=True)

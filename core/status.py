@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from core.errors import ErrorKind, PortalDomainsError
+
 
 class DomainStatus(StrEnum):
     PENDING_DNS = "pending_dns"
@@ -63,7 +65,12 @@ DEPLOYABLE: frozenset[DomainStatus] = frozenset(
 )
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(PortalDomainsError, ValueError):
+    """A status write off the graph: a bug in the caller, never retried."""
+
+    code = "illegal_transition"
+    kind = ErrorKind.CONFLICT
+
     def __init__(self, current: DomainStatus, target: DomainStatus) -> None:
         allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing"
         super().__init__(

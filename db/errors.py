@@ -8,24 +8,21 @@ validation errors (core.hostnames.HostnameError) and illegal transitions
 
 from __future__ import annotations
 
-from typing import ClassVar
 from uuid import UUID
 
+from core.errors import ErrorKind, PortalDomainsError
 from core.status import DomainStatus
 
 
-class DomainError(Exception):
-    code: ClassVar[str] = "domain_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class DomainError(PortalDomainsError):
+    code = "domain_error"
 
 
 class DomainAlreadyClaimed(DomainError):
     """Another tenant holds the hostname (which tenant is not revealed)."""
 
     code = "domain_already_claimed"
+    kind = ErrorKind.CONFLICT
 
     def __init__(self, domain: str) -> None:
         super().__init__(f"{domain} is already registered by another tenant")
@@ -34,6 +31,7 @@ class DomainAlreadyClaimed(DomainError):
 
 class DomainNotFound(DomainError):
     code = "domain_not_found"
+    kind = ErrorKind.NOT_FOUND
 
     def __init__(self, tenant_id: UUID) -> None:
         super().__init__(f"tenant {tenant_id} has no portal domain")
@@ -44,6 +42,7 @@ class DomainDisabled(DomainError):
     """The operation needs an enabled domain; a new request re-enables it."""
 
     code = "domain_disabled"
+    kind = ErrorKind.CONFLICT
 
     def __init__(self, tenant_id: UUID, domain: str) -> None:
         super().__init__(
@@ -58,6 +57,7 @@ class StaleStatus(DomainError):
     """A conditional status write found the row in another status or version."""
 
     code = "stale_status"
+    kind = ErrorKind.CONFLICT
 
     def __init__(
         self,
@@ -87,6 +87,8 @@ class ConcurrentUpdate(DomainError):
     """Concurrent writers kept invalidating each other; the caller may retry."""
 
     code = "concurrent_update"
+    kind = ErrorKind.CONFLICT
+    retryable = True
 
 
 class HookFailed(DomainError):
@@ -96,3 +98,5 @@ class HookFailed(DomainError):
     """
 
     code = "hook_failed"
+    kind = ErrorKind.UNAVAILABLE
+    retryable = True

@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from core.errors import ErrorKind, PortalDomainsError
 from db.session import make_engine, sqlite_file
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,11 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-class SchemaNotReady(RuntimeError):
+class SchemaNotReady(PortalDomainsError, RuntimeError):
     """The database has no schema, or an older one than this code needs."""
 
     code = "schema_not_ready"
+    kind = ErrorKind.UNAVAILABLE
 
 
 @dataclass(frozen=True, kw_only=True)

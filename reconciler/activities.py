@@ -22,24 +22,21 @@ from typing import Any
 from opentelemetry.trace import Tracer
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
-from core.status import DomainStatus, IllegalTransition
-from db.errors import DomainError, DomainNotFound, StaleStatus
+from adapters.dns import CaaLookupFailed, DnsSettings, check_caa, cname_matches, lookup_cname
+from adapters.gitops import GitOpsError, GitOpsRepo
+from adapters.telemetry import Analytics, EventName, span
+from adapters.tls import ProbeTarget, check_certificate, probe_https
+from core.errors import PortalDomainsError
+from core.status import DomainStatus
+from db.errors import DomainNotFound, StaleStatus
 from db.service import DomainService
 from reconciler import payloads as p
-from reconciler.dns import DnsSettings, check_caa, cname_matches, lookup_cname
-from reconciler.gitops import GitOpsError, GitOpsRepo
-from reconciler.pipeline import all_records, reconcile_once
-from reconciler.telemetry import Analytics, EventName, span
-from reconciler.tls import ProbeTarget, check_certificate, probe_https
-from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
+from reconciler.environment_reconcile import all_records, reconcile_once
+from reconciler.errors import to_application_error
+from stack.automation import EnvironmentStack, RefusedRun
 
 HEARTBEAT_SECONDS = 2.0
-
-
-class PermanentReconcileError(ApplicationError):
-    """Retrying the same input cannot help (bad config, policy violation, guard)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,10 +72,6 @@ class ActivityDependencies:
     ca_domains: tuple[str, ...] = ("letsencrypt.org",)
     debounce_seconds: float = 2.0
     heartbeat_timeout_seconds: float = 60.0
-
-
-def _application_error(err: DomainError | IllegalTransition) -> ApplicationError:
-    return ApplicationError(str(err), type=type(err).__name__, non_retryable=True)
 
 
 class DomainActivities:
@@ -148,8 +141,8 @@ class DomainActivities:
                     details=dict(inp.details) if inp.details else None,
                     actor="reconciler",
                 )
-            except (DomainError, IllegalTransition) as err:
-                raise _application_error(err) from err
+            except PortalDomainsError as err:
+                raise to_application_error(err) from err
         return p.RecordStatusResult(status=view.status.value, version=view.version, changed=True)
 
     # ------------------------------------------------------------------ DNS
@@ -182,7 +175,7 @@ class DomainActivities:
         if result.lookup_failed:
             # CAs refuse to issue while CAA cannot be read, but it is usually
             # transient: let Temporal retry instead of failing the domain.
-            raise ApplicationError(f"CAA lookup failed: {result.message}", type="CaaLookupFailed")
+            raise to_application_error(CaaLookupFailed(result.message))
         return p.CheckCaaResult(allowed=result.allowed, message=result.message)
 
     # ------------------------------------------------------------------ TLS / HTTPS
@@ -275,17 +268,11 @@ class DomainActivities:
                 recover_first=attempt > 1,
             )
         except RefusedRun as err:
-            raise PermanentReconcileError(
-                f"refused: {err}", type="PermanentReconcileError", non_retryable=True
-            ) from err
-        except StackOperationError as err:
-            if err.permanent:
-                raise PermanentReconcileError(
-                    str(err), type="PermanentReconcileError", non_retryable=True
-                ) from err
-            raise
+            raise to_application_error(err, prefix="refused: ") from err
         except GitOpsError as err:
-            raise ApplicationError(f"git: {err}", type="GitOpsError") from err
+            raise to_application_error(err, prefix="git: ") from err
+        except PortalDomainsError as err:
+            raise to_application_error(err) from err
         if report.recovered:
             activity.logger.warning(
                 "attempt %s of %s recovered the stack: %s",

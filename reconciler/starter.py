@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
@@ -20,38 +21,6 @@ from reconciler.workflows import PortalDomainRegistrationWorkflow
 log = logging.getLogger(__name__)
 
 Signal = Literal["refresh", "remove"]
-
-FAST_TIMINGS = p.Timings(
-    dns_check_delays=(0.5, 1.0, 2.0),
-    dns_timeout=20,
-    cert_poll_interval=1,
-    cert_timeout=60,
-    https_poll_interval=1,
-    https_timeout=30,
-    reconcile_wait_timeout=600,
-    failed_retry_interval=30,
-    watch_interval=5,
-    watch_checks_before_continue_as_new=20,
-)
-
-
-# For the test suite: every wait in seconds or less.
-TEST_TIMINGS = p.Timings(
-    dns_check_delays=(0.3, 0.5),
-    dns_timeout=4,
-    cert_poll_interval=0.5,
-    cert_timeout=30,
-    https_poll_interval=0.5,
-    https_timeout=15,
-    reconcile_wait_timeout=300,
-    failed_retry_interval=30,
-    watch_interval=1,
-    watch_checks_before_continue_as_new=5,
-)
-
-
-def timings_for(profile: str) -> p.Timings:
-    return {"fast": FAST_TIMINGS, "test": TEST_TIMINGS}.get(profile, p.Timings())
 
 
 async def signal_registration(
@@ -80,8 +49,6 @@ def run_sync(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
         asyncio.run(coro_factory())
         return
     # Called from inside a running loop (e.g. the API server): use a thread.
-    import threading
-
     errors: list[BaseException] = []
 
     def target() -> None:

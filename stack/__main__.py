@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pulumi
 
+from core.settings import Settings
 from db.service import DomainService
 from db.session import make_engine, make_session_factory
-from reconciler.settings import Settings
 from stack.config import load_stack_config
 from stack.program import build
 

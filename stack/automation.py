@@ -26,6 +26,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from core.config import StackConfig
+from core.errors import ErrorKind, PortalDomainsError
 from core.manifests import desired_state
 from core.records import DomainRecord
 from stack import program
@@ -47,16 +48,24 @@ _REPLACE_OPS = {
 }
 
 
-class StackOperationError(RuntimeError):
-    """Pulumi failed; `permanent` says whether retrying the same input can help."""
+class StackOperationError(PortalDomainsError, RuntimeError):
+    """Pulumi failed; `retryable` says whether retrying the same input can help."""
+
+    code = "stack_operation_failed"
 
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
-        self.permanent = permanent
+        self.retryable = not permanent
+
+    @property
+    def permanent(self) -> bool:
+        return not self.retryable
 
 
-class RefusedRun(RuntimeError):
-    """A safety guard refused the run; nothing was changed."""
+class RefusedRun(PortalDomainsError, RuntimeError):
+    """A safety guard refused the run; nothing was changed. `code` names the guard."""
+
+    kind = ErrorKind.REFUSED
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

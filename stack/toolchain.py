@@ -17,9 +17,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.settings import REPO_ROOT
+
+__all__ = ["REPO_ROOT"]
+
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = REPO_ROOT / "scripts" / "toolchain" / "versions.env"
 DEV_PASSPHRASE = "portal-domains-local-development-only"
 

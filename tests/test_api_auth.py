@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from reconciler.api.auth import AuthError, authenticate, mint_dev_token, verify_token
-from reconciler.api.settings import ApiSettings
+from api.auth import AuthError, authenticate, mint_dev_token, verify_token
+from api.settings import ApiSettings
 from tests.support.api import ADMIN, OPERATOR, RunningApi, error_code, running_api
 from tests.support.services import create_database
 

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from api.auth import verify_token
+from api.settings import ApiSettings
+from cli.main import main
 from db import migrate
-from reconciler.api.auth import verify_token
-from reconciler.api.settings import ApiSettings
-from reconciler.cli import main
-from reconciler.devserver import free_port, wait_for_port
+from loopback.temporal import free_port, wait_for_port
 
 SECRET = "cli-test-secret-" + "0" * 32
 TENANT = "3f2b6c1e-8d4a-4e2f-9b7c-1a2b3c4d5e6f"

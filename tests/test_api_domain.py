@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 
+from api.middleware import MAX_BODY_BYTES
 from core.hostnames import REASON_CODES
-from reconciler.api.app import MAX_BODY_BYTES
 from tests.support.api import ADMIN, OPERATOR, RunningApi, error_code, running_api
 from tests.support.services import create_database
 
@@ -382,7 +382,7 @@ def test_an_unexpected_failure_is_a_500_without_details_and_is_logged(
             conn.execute(sa.text("DROP TABLE portal_domains"))
         engine.dispose()
         tenant = uuid.uuid4()
-        with caplog.at_level(logging.ERROR, logger="reconciler.api.app"), api.client() as client:
+        with caplog.at_level(logging.ERROR, logger="api.app"), api.client() as client:
             response = client.get(api.domain_url, headers=_admin(api, tenant))
     assert response.status_code == 500
     error: dict[str, Any] = response.json()["error"]

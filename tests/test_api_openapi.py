@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from reconciler.api.app import DOMAIN_PATH
+from api.app import DOMAIN_PATH
 from tests.support.api import ADMIN, OPERATOR, RunningApi, api_settings, running_api
 from tests.support.services import create_database
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.api.ratelimit import TenantRateLimiter
+from api.ratelimit import TenantRateLimiter
 from tests.support.api import ADMIN, MEMBER, RunningApi, api_settings, error_code, running_api
 from tests.support.services import create_database
 

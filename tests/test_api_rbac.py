@@ -14,8 +14,8 @@ from uuid import UUID
 
 import pytest
 
-from reconciler.api.rbac import ApiAction, decide
-from reconciler.api.settings import RoleNames
+from api.rbac import ApiAction, decide
+from api.settings import RoleNames
 from tests.support.api import ADMIN, MEMBER, OPERATOR, RunningApi, error_code, running_api
 from tests.support.services import create_database
 

@@ -1,4 +1,4 @@
-"""reconciler.api.settings.ApiSettings.from_env: defaults, keys and clear refusals."""
+"""api.settings.ApiSettings.from_env: defaults, keys and clear refusals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from reconciler.api.settings import ApiSettings, Edition, RoleNames
-from reconciler.settings import SettingsError
+from api.settings import ApiSettings, Edition, RoleNames
+from core.settings import SettingsError
 
 SECRET = "x" * 32
 

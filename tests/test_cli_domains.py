@@ -9,11 +9,12 @@ from uuid import UUID
 
 import pytest
 
+from cli.exit_codes import ExitCode
+from cli.main import main
 from core.hostnames import REASON_CODES
 from db import migrate
 from db.service import DomainService
 from db.session import make_engine, make_session_factory
-from reconciler.cli import main
 
 ALICE = "3f2b6c1e-8d4a-4e2f-9b7c-1a2b3c4d5e6f"
 BOB = "9a8b7c6d-1111-4222-8333-444455556666"
@@ -122,7 +123,7 @@ def test_domain_commands_on_an_unmigrated_database_say_what_to_run(
     db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, "domains", "list")
-    assert (code, out) == (1, "")
+    assert (code, out) == (ExitCode.UNAVAILABLE, "")
     assert_one_error_line(err, "run `portal-domains db upgrade`")
     assert not db_path.exists()
 
@@ -143,7 +144,7 @@ def test_db_upgrade_and_downgrade_report_the_revision(
     code, payload = run_json(capsys, "db", "downgrade", "--revision", "base")
     assert (code, payload["revision"]) == (0, None)
     code, _, err = run(capsys, "domains", "list")
-    assert code == 1
+    assert code == ExitCode.UNAVAILABLE
     assert "db upgrade" in err
 
 
@@ -167,7 +168,7 @@ def test_an_unreachable_database_is_one_error_line(
         "PORTAL_DOMAINS_DATABASE_URL", "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"
     )
     code, out, err = run(capsys, "domains", "list")
-    assert (code, out) == (1, "")
+    assert (code, out) == (ExitCode.UNAVAILABLE, "")
     assert_one_error_line(err, "database error")
     assert "secret" not in err
 

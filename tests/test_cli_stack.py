@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from core.status import DomainStatus as S
 from db import migrate
 from db.service import DomainService
 from db.session import make_engine, make_session_factory
-from reconciler.cli import main
 from stack.toolchain import REPO_ROOT, pulumi_environment
 
 pytestmark = pytest.mark.pulumi

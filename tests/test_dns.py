@@ -1,4 +1,4 @@
-"""CNAME and CAA checks against a real DNS server on loopback (reconciler.dns_responder)."""
+"""CNAME and CAA checks against a real DNS server on loopback (loopback.dns_server)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import dns.query
 import dns.rcode
 import pytest
 
-from reconciler.dns import (
+from adapters.dns import (
     CnameObservation,
     DnsSettings,
     check_caa,
     cname_matches,
     lookup_cname,
 )
-from reconciler.dns_responder import LocalDnsServer
+from loopback.dns_server import LocalDnsServer
 
 CANONICAL = "acme1234.portal.algapsa.com"
 

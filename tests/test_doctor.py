@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from cli.main import main
 
 
 def test_doctor_reports_every_component_ok_on_a_set_up_machine(

@@ -8,7 +8,7 @@ from pathlib import Path
 import git
 import pytest
 
-from reconciler.gitops import (
+from adapters.gitops import (
     GitOpsError,
     GitOpsRepo,
     GitPushError,

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from cli.main import main
+from cli.policy import parse_violations
 from core.config import StackConfig
 from core.manifests import Manifest, render_domain
 from core.records import DomainRecord
@@ -31,8 +33,6 @@ from core.status import DomainStatus
 from policies import fixtures
 from policies import settings as s
 from policies.rules import RULES, plain
-from reconciler.cli import main
-from reconciler.cli.policy_commands import parse_violations
 from stack.config import ENVIRONMENTS, load_stack_config
 from stack.toolchain import REPO_ROOT, PulumiEnvironment, pulumi_environment
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters.manifest_files import sync_directory
 from core.config import StackConfig, parse_stack_config
 from core.records import DomainRecord
 from core.status import DomainStatus
 from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
-from stack.export import render_files, sync_directory
+from stack.export import render_files
 from stack.toolchain import pulumi_environment
 
 pytestmark = pytest.mark.pulumi
@@ -184,3 +185,10 @@ def test_a_stale_lock_and_pending_operations_from_a_crashed_run_are_recovered(
     summary = stack.up(records())
     assert summary.counts["create"] == 6
     assert (stack._open(()).export_stack().deployment or {}).get("pending_operations") in (None, [])
+
+
+def test_exported_files_carry_the_header_that_marks_them_as_ours() -> None:
+    from adapters.manifest_files import HEADER_PREFIX
+    from stack.export import HEADER
+
+    assert HEADER.format(env="prod").startswith(HEADER_PREFIX)

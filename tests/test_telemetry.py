@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from reconciler.telemetry import (
+from adapters.telemetry import (
     Analytics,
     EventName,
     setup_tracing,
@@ -100,13 +100,13 @@ def test_an_unreachable_analytics_host_is_logged_and_never_raised(
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
     client = Analytics("phc_test_key", closed, timeout_seconds=0.5, max_retries=0)
 
-    with caplog.at_level(logging.WARNING, logger="reconciler.telemetry"):
+    with caplog.at_level(logging.WARNING, logger="adapters.telemetry"):
         client.capture("portal_domain.reconciled", distinct_id=TENANT)
         client.flush(timeout_seconds=5.0)
         client.shutdown()
 
     assert any(
-        r.name == "reconciler.telemetry" and "could not send 1 analytics events" in r.getMessage()
+        r.name == "adapters.telemetry" and "could not send 1 analytics events" in r.getMessage()
         for r in caplog.records
     )
 

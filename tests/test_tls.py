@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.tls import ProbeTarget, check_certificate, probe_https
-from reconciler.tls_responder import (
+from adapters.tls import ProbeTarget, check_certificate, probe_https
+from loopback.tls_ingress import (
     DASHBOARD_PATH,
     DEFAULT_CERTIFICATE_NAME,
     LocalTlsServer,

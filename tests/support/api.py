@@ -24,15 +24,16 @@ import httpx
 import jwt
 import uvicorn
 
+from api.app import DOMAIN_PATH, create_app
+from api.ratelimit import TenantRateLimiter
+from api.settings import ApiSettings
+from core.settings import Settings
 from db import migrate
 from db.service import AuditEntry, DomainService
 from db.session import make_engine, make_session_factory
-from reconciler.api.app import DOMAIN_PATH, create_app
-from reconciler.api.ratelimit import TenantRateLimiter
-from reconciler.api.settings import ApiSettings
-from reconciler.devserver import free_port
-from reconciler.settings import Settings
-from reconciler.worker import workflow_hook
+from loopback.temporal import free_port
+from reconciler.wiring import workflow_hook
+from tests.support.timings import TEST_TIMINGS_SETTING
 
 ADMIN = "tenant_admin"
 MEMBER = "tenant_member"
@@ -112,7 +113,7 @@ def process_settings(*, database_url: str, temporal_address: str, work_dir: Path
             # Unique per server: no worker polls it, and no other test sees its workflows.
             "PORTAL_DOMAINS_TASK_QUEUE": f"api-test-{uuid.uuid4().hex[:12]}",
             "PORTAL_DOMAINS_START_WORKFLOWS": "on",
-            "PORTAL_DOMAINS_TIMINGS": "test",
+            "PORTAL_DOMAINS_TIMINGS": TEST_TIMINGS_SETTING,
         }
     )
 

@@ -1,5 +1,5 @@
-"""The loopback DNS server lives in reconciler.dns_responder (the demo uses it too)."""
+"""The loopback DNS server lives in loopback.dns_server (the demo uses it too)."""
 
-from reconciler.dns_responder import LocalDnsServer
+from loopback.dns_server import LocalDnsServer
 
 __all__ = ["LocalDnsServer"]

@@ -3,7 +3,7 @@
 PostgreSQL (migrated), the Temporal dev server, the Pulumi engine with a file
 backend, a bare nm-kube-config remote, a DNS server, an HTTPS "ingress" with a
 test CA, a PostHog capture server and an in-memory span exporter. The only
-stand-in is cert-manager (reconciler.simulation), which cannot run without a
+stand-in is cert-manager (loopback.cert_manager), which cannot run without a
 cluster.
 """
 
@@ -24,27 +24,22 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from adapters.gitops import ensure_bare_remote
+from adapters.telemetry import Analytics, setup_tracing
+from core.settings import Settings
 from core.status import DomainStatus
 from db import migrate
 from db.service import DomainService, DomainView
+from loopback.cert_manager import CertManagerSimulator
+from loopback.dns_server import LocalDnsServer
+from loopback.tls_ingress import LocalTlsServer, TestCertificateAuthority
 from reconciler import payloads as p
 from reconciler.activities import ProbeSettings
-from reconciler.dns_responder import LocalDnsServer
-from reconciler.gitops import ensure_bare_remote
-from reconciler.settings import Settings
-from reconciler.simulation import CertManagerSimulator
-from reconciler.telemetry import Analytics, setup_tracing
-from reconciler.tls_responder import LocalTlsServer, TestCertificateAuthority
-from reconciler.worker import (
-    Runtime,
-    build_runtime,
-    connect,
-    domain_service,
-    make_worker,
-    workflow_hook,
-)
+from reconciler.wiring import Runtime, build_runtime, connect, domain_service, workflow_hook
+from reconciler.worker import make_worker
 from stack.config import load_stack_config
 from tests.support.capture_server import CaptureServer
+from tests.support.timings import TEST_TIMINGS_SETTING
 
 MANIFEST_ROOT = load_stack_config("staging").manifest_root
 
@@ -153,7 +148,7 @@ def harness_env(
         "PORTAL_DOMAINS_DATABASE_URL": database_url,
         "PORTAL_DOMAINS_TEMPORAL_ADDRESS": temporal_address,
         "PORTAL_DOMAINS_TASK_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
-        "PORTAL_DOMAINS_TIMINGS": "test",
+        "PORTAL_DOMAINS_TIMINGS": TEST_TIMINGS_SETTING,
         "PORTAL_DOMAINS_DEBOUNCE_SECONDS": "1",
         "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS": "5",
         "PORTAL_DOMAINS_GITOPS_REMOTE": remote,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import sqlalchemy
 
-from reconciler import devserver
-from reconciler.devserver import free_port
+from loopback import temporal as devserver
+from loopback.temporal import free_port
 
 
 def _pg_bin(name: str) -> str:

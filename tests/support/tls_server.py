@@ -1,5 +1,5 @@
-"""The loopback HTTPS server lives in reconciler.tls_responder (the demo uses it too)."""
+"""The loopback HTTPS server lives in loopback.tls_ingress (the demo uses it too)."""
 
-from reconciler.tls_responder import LocalTlsServer, TestCertificateAuthority
+from loopback.tls_ingress import LocalTlsServer, TestCertificateAuthority
 
 __all__ = ["LocalTlsServer", "TestCertificateAuthority"]

@@ -1,0 +1,241 @@
+"""`portal-domains domains ...`: validate, request and inspect tenants' vanity hostnames.
+
+The `domains` commands work on the database named by PORTAL_DOMAINS_DATABASE_URL
+(Settings.database_url) and refuse to run on a database whose schema is missing
+or old, naming the command that fixes it. Operator actions are audited with the
+actor `operator:$USER` unless --actor says otherwise.
+
+Exit codes: 0 success, 1 the operation failed (hostname taken, no domain, stale
+status, database unreachable), 2 invalid input (hostname, tenant id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from uuid import UUID
+
+from cli import output
+from cli.common import guarded, json_flag
+from cli.exit_codes import CliError, ExitCode
+from core.canonical import parse_tenant_id
+from core.hostnames import REASON_CODES, HostnameError, normalize_hostname
+from core.settings import Settings
+from core.status import DomainStatus
+from db import migrate
+from db.service import DomainService, DomainView
+from db.session import make_engine, make_session_factory
+from reconciler.wiring import workflow_hook
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _register_domains(sub)
+
+
+# ------------------------------------------------------------------------ parsers
+
+
+def _register_domains(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    domains = sub.add_parser("domains", help="validate, request and inspect vanity hostnames")
+    d_sub = domains.add_subparsers(dest="domains_command", required=True, metavar="COMMAND")
+
+    validate = d_sub.add_parser(
+        "validate",
+        help="check a hostname and print its normalised form",
+        description=(
+            "Print the normalised (lowercase ASCII/punycode) form of HOST and exit 0, or "
+            "print a reason code and exit 2. Uses PORTAL_DOMAINS_BASE_DOMAIN."
+        ),
+        epilog=_reason_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("host", metavar="HOST")
+    json_flag(validate)
+    validate.set_defaults(handler=guarded(_cmd_validate))
+
+    request = d_sub.add_parser(
+        "request", help="register or replace a tenant's vanity hostname (idempotent)"
+    )
+    _tenant_arg(request)
+    request.add_argument(
+        "--domain", required=True, help="the vanity hostname, e.g. portal.acme.com"
+    )
+    _actor_arg(request)
+    json_flag(request)
+    request.set_defaults(handler=guarded(_cmd_request))
+
+    status = d_sub.add_parser("status", help="show a tenant's domain and its status")
+    _tenant_arg(status)
+    json_flag(status)
+    status.set_defaults(handler=guarded(_cmd_status))
+
+    listing = d_sub.add_parser("list", help="list every tenant's domain")
+    listing.add_argument(
+        "--status", choices=[s.value for s in DomainStatus], help="only domains in this status"
+    )
+    json_flag(listing)
+    listing.set_defaults(handler=guarded(_cmd_list))
+
+    refresh = d_sub.add_parser(
+        "refresh", help="re-check a domain (a failed one restarts at DNS verification)"
+    )
+    _tenant_arg(refresh)
+    _actor_arg(refresh)
+    json_flag(refresh)
+    refresh.set_defaults(handler=guarded(_cmd_refresh))
+
+    disable = d_sub.add_parser("disable", help="disable a tenant's domain (idempotent)")
+    _tenant_arg(disable)
+    _actor_arg(disable)
+    json_flag(disable)
+    disable.set_defaults(handler=guarded(_cmd_disable))
+
+
+def _tenant_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", required=True, help="the tenant id (UUID)")
+
+
+def _actor_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--actor", help="who to record in the audit log (default: operator:$USER)")
+
+
+def _reason_codes_help() -> str:
+    width = max(len(code) for code in REASON_CODES)
+    lines = ["reason codes:"]
+    for code, meaning in REASON_CODES.items():
+        wrapped = textwrap.wrap(meaning, width=72 - width)
+        lines.append(f"  {code:<{width}}  {wrapped[0]}")
+        lines.extend(f"  {'':<{width}}  {rest}" for rest in wrapped[1:])
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- handlers
+
+
+def _cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        host = normalize_hostname(args.host, base_domain=settings.base_domain)
+    except HostnameError as exc:
+        if not args.json:
+            raise CliError(f"{exc.code}: {exc.message}", ExitCode.INVALID_INPUT) from exc
+        output.emit_json(
+            {"input": args.host, "valid": False, "code": exc.code, "message": exc.message}
+        )
+        return ExitCode.INVALID_INPUT
+    if args.json:
+        output.emit_json({"input": args.host, "valid": True, "hostname": host})
+    else:
+        output.line(host)
+    return 0
+
+
+def _cmd_request(args: argparse.Namespace, settings: Settings) -> int:
+    tenant_id = _tenant(args)
+    with _service(settings) as service:
+        view = service.request(tenant_id, args.domain, _actor(args))
+    _show(args, view)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    tenant_id = _tenant(args)
+    with _service(settings) as service:
+        view = service.get(tenant_id)
+    _show(args, view)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    status = DomainStatus(args.status) if args.status else None
+    with _service(settings) as service:
+        views = service.list(status)
+    if args.json:
+        output.emit_json([v.to_json() for v in views])
+    else:
+        output.table(
+            ["TENANT", "DOMAIN", "STATUS", "CANONICAL HOST", "UPDATED"],
+            [
+                [v.tenant_id, v.domain, v.status, v.canonical_host, v.updated_at.isoformat()]
+                for v in views
+            ],
+        )
+    return 0
+
+
+def _cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    tenant_id = _tenant(args)
+    with _service(settings) as service:
+        view = service.refresh(tenant_id, _actor(args))
+    _show(args, view)
+    return 0
+
+
+def _cmd_disable(args: argparse.Namespace, settings: Settings) -> int:
+    tenant_id = _tenant(args)
+    with _service(settings) as service:
+        view = service.disable(tenant_id, _actor(args))
+    _show(args, view)
+    return 0
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+@contextmanager
+def _service(settings: Settings) -> Iterator[DomainService]:
+    migrate.require_current_schema(settings.database_url)
+    engine = make_engine(settings.database_url)
+    hook = None
+    if settings.start_workflows:
+        hook = workflow_hook(settings)
+    try:
+        yield DomainService(
+            make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
+        )
+    finally:
+        engine.dispose()
+
+
+def _tenant(args: argparse.Namespace) -> UUID:
+    return parse_tenant_id(str(args.tenant))
+
+
+def _actor(args: argparse.Namespace) -> str:
+    if args.actor:
+        return str(args.actor)
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except OSError:  # no passwd entry (containers)
+            user = f"uid{os.getuid()}"
+    return f"operator:{user}"
+
+
+def _show(args: argparse.Namespace, view: DomainView) -> None:
+    if args.json:
+        output.emit_json(view.to_json())
+        return
+    last_checked = view.last_checked_at.isoformat() if view.last_checked_at else "never"
+    rows = [
+        ("tenant", str(view.tenant_id)),
+        ("domain", view.domain),
+        ("status", view.status.value),
+        ("message", view.status_message),
+        ("canonical host", view.canonical_host),
+        ("certificate", view.certificate_secret_name),
+        ("last checked", last_checked),
+        ("updated", view.updated_at.isoformat()),
+        ("version", str(view.version)),
+    ]
+    for label, value in rows:
+        output.line(f"{label + ':':<16}{value}")

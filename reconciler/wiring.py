@@ -1,0 +1,179 @@
+"""The composition root: services, stacks, Git and clients, built once per process.
+
+Entry points (the worker, the CLI, the API server, the demo) build what they
+need here from Settings and pass it down; nothing else constructs a
+DomainService, an EnvironmentStack or a GitOpsRepo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+
+from adapters.dns import DnsSettings
+from adapters.gitops import GitOpsRepo, GitSettings, ensure_bare_remote
+from adapters.telemetry import Analytics
+from core.settings import Settings
+from db.service import DomainAction, DomainChange, DomainService
+from db.session import make_engine, make_session_factory
+from reconciler.activities import ActivityDependencies, DomainActivities, ProbeSettings
+from reconciler.starter import Signal, run_sync, signal_registration
+from reconciler.timings import timings_for
+from stack.automation import EnvironmentStack
+from stack.config import load_stack_config
+from stack.toolchain import pulumi_environment
+
+log = logging.getLogger(__name__)
+
+
+async def connect(settings: Settings, tracer_provider: TracerProvider | None = None) -> Client:
+    interceptors = []
+    if tracer_provider is not None:
+        interceptors.append(TracingInterceptor(tracer_provider.get_tracer("portal-domains")))
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        interceptors=interceptors,
+    )
+
+
+def domain_service(
+    settings: Settings, *, hook: Callable[[DomainChange], None] | None = None
+) -> DomainService:
+    engine = make_engine(settings.database_url)
+    return DomainService(
+        make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
+    )
+
+
+def operator_domain_service(settings: Settings) -> DomainService:
+    """The service for the CLI and the API: changes start workflows when the setting says so."""
+    hook = workflow_hook(settings) if settings.start_workflows else None
+    return domain_service(settings, hook=hook)
+
+
+def gitops_remote(settings: Settings) -> str:
+    """The nm-kube-config remote: the configured one, or the embedded local bare repo."""
+    return settings.gitops_remote or ensure_bare_remote(settings.embedded_remote)
+
+
+def environment_stack(settings: Settings, environment: str) -> EnvironmentStack:
+    penv = pulumi_environment(work_dir=settings.work_dir)
+    return EnvironmentStack(penv, load_stack_config(environment), work_dir=settings.work_dir)
+
+
+def gitops_repo(settings: Settings, environment: str) -> GitOpsRepo:
+    return GitOpsRepo(
+        GitSettings(
+            remote_url=gitops_remote(settings), worktree=settings.gitops_worktree(environment)
+        )
+    )
+
+
+def workflow_hook(
+    settings: Settings, analytics: Analytics | None = None
+) -> Callable[[DomainChange], None]:
+    """After-commit hook: signal-with-start the tenant's registration workflow."""
+    events = analytics or Analytics(settings.posthog_api_key, settings.posthog_host)
+
+    def hook(change: DomainChange) -> None:
+        if change.action == DomainAction.RECORD_STATUS:
+            return  # the workflow wrote it; telling it again would only interrupt it
+        if change.action in (DomainAction.REQUEST, DomainAction.REPLACE):
+            events.capture(
+                "portal_domain.requested",
+                distinct_id=str(change.tenant_id),
+                properties={
+                    "tenant_id": str(change.tenant_id),
+                    "domain": change.domain,
+                    "env": settings.environment,
+                    "action": change.action.value,
+                },
+            )
+        signal: Signal = "remove" if change.action == DomainAction.DISABLE else "refresh"
+
+        async def send() -> None:
+            client = await asyncio.wait_for(connect(settings), timeout=10)
+            await signal_registration(
+                client,
+                tenant_id=str(change.tenant_id),
+                environment=settings.environment,
+                task_queue=settings.task_queue,
+                signal=signal,
+                timings=timings_for(settings.timings),
+            )
+
+        try:
+            run_sync(send)
+        except (RuntimeError, TimeoutError, OSError) as err:
+            # The change is committed; the worker starts missing workflows when
+            # it starts (resume_registrations), so this is late, not lost.
+            log.warning(
+                "saved, but the workflow for tenant %s was not signalled (%s at %s: %s); "
+                "`portal-domains worker` resumes it when it starts",
+                change.tenant_id,
+                signal,
+                settings.temporal_address,
+                err,
+            )
+
+    return hook
+
+
+@dataclass
+class Runtime:
+    """Everything a worker process holds; built once per process."""
+
+    settings: Settings
+    client: Client
+    deps: ActivityDependencies
+    activities: DomainActivities
+
+
+def build_runtime(
+    settings: Settings,
+    client: Client,
+    *,
+    analytics: Analytics,
+    tracer_provider: TracerProvider,
+    probe: ProbeSettings | None = None,
+    dns: DnsSettings | None = None,
+) -> Runtime:
+    stacks: dict[str, EnvironmentStack] = {}
+    repos: dict[str, GitOpsRepo] = {}
+
+    def stack_for(environment: str) -> EnvironmentStack:
+        if environment not in stacks:
+            stacks[environment] = environment_stack(settings, environment)
+        return stacks[environment]
+
+    def git_for(environment: str) -> GitOpsRepo:
+        if environment not in repos:
+            repos[environment] = gitops_repo(settings, environment)
+        return repos[environment]
+
+    deps = ActivityDependencies(
+        domains=domain_service(settings),
+        stack_for=stack_for,
+        git_for=git_for,
+        dns=dns or DnsSettings(nameservers=settings.dns_nameservers, port=settings.dns_port),
+        probe=probe
+        or ProbeSettings(
+            port=settings.probe_port,
+            connect_address=settings.probe_connect_address,
+            ca_bundle=settings.probe_ca_bundle,
+        ),
+        analytics=analytics,
+        tracer=tracer_provider.get_tracer("portal-domains"),
+        client=client,
+        task_queue=settings.task_queue,
+        debounce_seconds=settings.debounce_seconds,
+        heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+    )
+    return Runtime(settings=settings, client=client, deps=deps, activities=DomainActivities(deps))

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Idempotent setup of the loopback Kubernetes API server used by the tests and by
+# `portal-domains dev-cluster` (loopback/cluster.py). It provides, each part
+# skipped when already present:
+#   1. kube-apiserver, kubectl (wrapper module scripts/toolchain/kubernetes) and
+#      etcd (scripts/toolchain/etcd), built from the Go module proxy into
+#      <cache>/toolchain/kubernetes-<KUBERNETES_VERSION>_etcd-<ETCD_VERSION>/bin;
+#   2. the cert-manager and Istio CRDs, copied out of those projects' Go modules into
+#      <cache>/toolchain/crds-cert-manager-<CERT_MANAGER_VERSION>_istio-<ISTIO_CRDS_VERSION>/.
+# Versions come from scripts/toolchain/versions.env; <cache> is $PORTAL_DOMAINS_CACHE
+# (default ${XDG_CACHE_HOME:-~/.cache}/portal-domains). A cold build takes 30-45 minutes
+# on 2 cores (kube-apiserver alone ~30); a warm run about a second and never calls go.
+# PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1 uses kube-apiserver, etcd and kubectl from
+# PATH instead of building them (the CRDs are still extracted).
+
+# A subshell body, so that `exit` and the shell options below stay inside this
+# script even when someone sources it.
+main() (
+  set -euo pipefail
+
+  local root versions cache bin crds started
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  versions="$root/scripts/toolchain/versions.env"
+  # shellcheck source=toolchain/versions.env
+  source "$versions"
+  for var in KUBERNETES_VERSION ETCD_VERSION CERT_MANAGER_VERSION ISTIO_CRDS_VERSION; do
+    if [ -z "${!var:-}" ]; then
+      printf 'setup-kubernetes FAILED: %s is not set in %s\n' "$var" "$versions" >&2
+      exit 1
+    fi
+  done
+  cache="${PORTAL_DOMAINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portal-domains}"
+  bin="$cache/toolchain/kubernetes-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}/bin"
+  crds="$cache/toolchain/crds-cert-manager-${CERT_MANAGER_VERSION}_istio-${ISTIO_CRDS_VERSION}"
+  started=$(date +%s)
+
+  CURRENT_STEP="start"
+  REPORTED=""
+  CLEANUP=()
+  step() { CURRENT_STEP="$1"; printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+  fail() {
+    REPORTED=1
+    printf '\nsetup-kubernetes FAILED in step "%s": %s\n' "$CURRENT_STEP" "$*" >&2
+    exit 1
+  }
+  on_exit() {
+    local rc=$?
+    # Half-written outputs go, so the next run starts that part over.
+    if [ ${#CLEANUP[@]} -gt 0 ]; then rm -rf "${CLEANUP[@]}"; fi
+    if [ $rc -ne 0 ] && [ -z "$REPORTED" ]; then
+      printf '\nsetup-kubernetes FAILED in step "%s" (exit %s); the output above says why\n' \
+        "$CURRENT_STEP" "$rc" >&2
+    fi
+  }
+  trap on_exit EXIT
+
+  need_go() {
+    command -v go >/dev/null || fail "Go is required for this step (or put kube-apiserver, etcd and kubectl on PATH and set PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1)"
+  }
+
+  # go_build <wrapper module dir> <output binary> <package> <extra ldflags>
+  # Writes to a private temporary name and renames, so an interrupted build never
+  # leaves a truncated binary that a later run would take as done.
+  go_build() {
+    local dir="$1" out="$2" pkg="$3" ldflags="$4" tmp="$2.tmp.$$"
+    CLEANUP+=("$tmp")
+    rm -f "$tmp"
+    (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath \
+      -ldflags "-s -w $ldflags" -o "$tmp" "$pkg") || fail "go build $pkg failed (output above)"
+    mv -f "$tmp" "$out"
+  }
+
+  # expect_version <binary> <text its version output must contain> <version args...>
+  expect_version() {
+    local binary="$1" want="$2" got
+    shift 2
+    got="$("$binary" "$@" 2>&1)" || fail "$binary $* failed: $got"
+    case "$got" in
+      *"$want"*) echo "$(basename "$binary"): $(printf '%s' "$got" | head -n 1)" ;;
+      *) fail "$binary reports '$(printf '%s' "$got" | head -n 1)', expected $want (delete it to rebuild)" ;;
+    esac
+  }
+
+  # ------------------------------------------------------------ binaries
+  local k8s_ldflags="-X k8s.io/component-base/version.gitVersion=v${KUBERNETES_VERSION}"
+  k8s_ldflags+=" -X k8s.io/component-base/version.gitMajor=${KUBERNETES_VERSION%%.*}"
+  local minor="${KUBERNETES_VERSION#*.}"
+  k8s_ldflags+=" -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
+  k8s_ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  local tc="$root/scripts/toolchain"
+
+  if [ "${PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD:-}" = "1" ] \
+      && command -v kube-apiserver >/dev/null && command -v etcd >/dev/null \
+      && command -v kubectl >/dev/null; then
+    step "kubernetes binaries: using PATH ($(command -v kube-apiserver))"
+    expect_version "$(command -v kube-apiserver)" "v$KUBERNETES_VERSION" --version
+  else
+    if [ "${PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD:-}" = "1" ]; then
+      echo "PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1 but kube-apiserver, etcd or kubectl is not on PATH: building"
+    fi
+    step "kubernetes binaries -> $bin"
+    mkdir -p "$bin"
+    if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kubectl" ] || [ ! -x "$bin/etcd" ]; then
+      need_go
+      echo "first build: roughly 30-45 minutes on 2 cores; later runs reuse $bin"
+    fi
+
+    if [ ! -x "$bin/etcd" ]; then
+      step "build etcd v$ETCD_VERSION (a few minutes cold)"
+      go_build "$tc/etcd" "$bin/etcd" . ""
+    fi
+    CURRENT_STEP="check etcd version"
+    expect_version "$bin/etcd" "etcd Version: $ETCD_VERSION" --version
+
+    if [ ! -x "$bin/kube-apiserver" ]; then
+      step "build kube-apiserver v$KUBERNETES_VERSION (the longest step: ~30 min cold)"
+      go_build "$tc/kubernetes" "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
+    fi
+    CURRENT_STEP="check kube-apiserver version"
+    expect_version "$bin/kube-apiserver" "Kubernetes v$KUBERNETES_VERSION" --version
+
+    if [ ! -x "$bin/kubectl" ]; then
+      # Most packages are shared with kube-apiserver, so this reuses its build cache.
+      step "build kubectl v$KUBERNETES_VERSION"
+      go_build "$tc/kubernetes" "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+    fi
+    CURRENT_STEP="check kubectl version"
+    expect_version "$bin/kubectl" "Client Version: v$KUBERNETES_VERSION" version --client
+  fi
+
+  # ------------------------------------------------------------ CRDs
+  if [ -d "$crds" ]; then
+    step "CRDs present: $crds"
+  else
+    step "extract CRDs (cert-manager v$CERT_MANAGER_VERSION, istio $ISTIO_CRDS_VERSION) -> $crds"
+    need_go
+    local scratch tmp cm_dir istio_dir
+    # Outside any module, so neither wrapper's go.mod constrains the download.
+    scratch="$(mktemp -d)"
+    tmp="$crds.tmp.$$"
+    CLEANUP+=("$scratch" "$tmp")
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+
+    # module_dir <module@version>: its (read-only) folder in the Go module cache.
+    # Prints nothing on failure; the caller reports it (this runs in a subshell).
+    module_dir() {
+      local json dir
+      json="$(cd "$scratch" && go mod download -json "$1" 2>&1)" || true
+      dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+      if [ -n "$dir" ] && [ -d "$dir" ]; then
+        echo "$dir"
+      else
+        printf '%s\n' "$json" >&2
+      fi
+    }
+
+    CURRENT_STEP="download github.com/cert-manager/cert-manager@v$CERT_MANAGER_VERSION"
+    cm_dir="$(module_dir "github.com/cert-manager/cert-manager@v$CERT_MANAGER_VERSION")"
+    [ -n "$cm_dir" ] || fail "go mod download failed (output above)"
+    CURRENT_STEP="download istio.io/istio@$ISTIO_CRDS_VERSION"
+    istio_dir="$(module_dir "istio.io/istio@$ISTIO_CRDS_VERSION")"
+    [ -n "$istio_dir" ] || fail "go mod download failed (output above)"
+
+    CURRENT_STEP="copy CRDs"
+    local cm_files=("$cm_dir"/deploy/crds/*.yaml)
+    [ -e "${cm_files[0]}" ] || fail "no CRDs in $cm_dir/deploy/crds"
+    local istio_file="$istio_dir/manifests/charts/base/files/crd-all.gen.yaml"
+    [ -f "$istio_file" ] || fail "$istio_file is missing"
+    # Copies are writable (module cache files are not) and keep their upstream names;
+    # the istio file gets a prefix so the folder says where it came from.
+    install -m 0644 "${cm_files[@]}" "$tmp/"
+    install -m 0644 "$istio_file" "$tmp/istio-crd-all.gen.yaml"
+    grep -q '^  name: gateways.networking.istio.io$' "$tmp/istio-crd-all.gen.yaml" \
+      || fail "$istio_file has no Gateway CRD"
+    {
+      echo "# CRDs installed by loopback/cluster.py; written by scripts/setup-kubernetes.sh"
+      echo "github.com/cert-manager/cert-manager@v$CERT_MANAGER_VERSION deploy/crds/*.yaml"
+      echo "istio.io/istio@$ISTIO_CRDS_VERSION manifests/charts/base/files/crd-all.gen.yaml"
+    } > "$tmp/SOURCES"
+    rm -rf "$crds"
+    # Renaming the finished folder makes "the folder exists" mean "complete".
+    mv "$tmp" "$crds"
+    echo "$(cat "$crds"/*.yaml | grep -c '^kind: CustomResourceDefinition$') CRDs in $crds"
+  fi
+
+  CURRENT_STEP="done"
+  step "kubernetes setup complete in $(( $(date +%s) - started ))s"
+)
+
+main "$@"
