@@ -11,6 +11,7 @@ export PATH="$ROOT/.venv/bin:$PATH"
 echo "==> ruff check"; ruff check .
 echo "==> ruff format --check"; ruff format --check .
 echo "==> mypy --strict"; mypy
+echo "==> import contracts (lint-imports)"; lint-imports
 echo "==> policy check (fixture tenants) for staging and prod"
 for env in staging prod; do portal-domains policy check --env "$env"; done
 echo "==> pytest"

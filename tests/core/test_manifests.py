@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from core.config import StackConfig, parse_stack_config
 from core.manifests import DesiredStateError, desired_state, render_domain
 from core.records import DomainRecord
 from core.status import DomainStatus
+from tests.support.regen import may_rewrite
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -53,7 +53,7 @@ def _dump(docs: list[dict[str, object]]) -> str:
 def test_rendered_manifests_match_the_golden_file(name: str, config: StackConfig) -> None:
     rendered = _dump(render_domain(record(), config).documents())
     golden = GOLDEN / f"{name}.yaml"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
+    if may_rewrite("UPDATE_GOLDEN"):
         golden.write_text(rendered)
     assert rendered == golden.read_text(), f"re-run with UPDATE_GOLDEN=1 if {golden} should change"
 

@@ -25,6 +25,7 @@ from core.status import DomainStatus as S
 from reconciler import payloads as p
 from reconciler.workflows import EnvironmentReconcileWorkflow, PortalDomainRegistrationWorkflow
 from tests.support.harness import reconciler_harness
+from tests.support.regen import may_rewrite
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.postgres, pytest.mark.temporal]
 HISTORIES = Path(__file__).parent / "histories"
@@ -49,7 +50,7 @@ def test_a_requested_domain_goes_active_then_removal_prunes_it_everywhere(
             handle = h.runtime.client.get_workflow_handle(
                 p.registration_workflow_id(str(view.tenant_id))
             )
-            if os.environ.get("RECORD_HISTORY") == "1":
+            if may_rewrite("RECORD_HISTORY"):
                 history = await handle.fetch_history()
                 HISTORIES.mkdir(exist_ok=True)
                 recorded = {
