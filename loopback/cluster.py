@@ -323,20 +323,33 @@ def _launch(name: str, argv: list[str], state_dir: Path) -> dict[str, Any]:
 
 
 def _terminate(name: str, record: Mapping[str, Any], timeout: float) -> None:
+    pid = record.get("pid")
+    child = _children.pop(int(pid), None) if isinstance(pid, int) else None
+    if child is not None:
+        # Our own child: its pid cannot be reused before we reap it, so signal and
+        # wait on it directly; that also reaps it (no zombie left for init).
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            if child.poll() is not None:
+                return
+            child.send_signal(sig)
+            try:
+                child.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+        raise ClusterError(f"{name} (pid {pid}) survived SIGKILL; see {record.get('log')}")
     if not _is_same_process(record):
-        log.info("%s (pid %s) is not running any more", name, record.get("pid"))
+        log.info("%s (pid %s) is not running any more", name, pid)
         return
-    pid = int(record["pid"])
-    log.info("stopping %s (pid %s)", name, pid)
+    # Started by another process (`dev-cluster up`): only /proc tells when it is gone.
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
-            os.kill(pid, sig)
+            os.kill(int(record["pid"]), sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not _is_same_process(record):
-                _children.pop(pid, None)
                 return
             time.sleep(0.1)
     raise ClusterError(f"{name} (pid {pid}) survived SIGKILL; see {record.get('log')}")
@@ -684,8 +697,9 @@ def _unestablished(info: ClusterInfo, names: tuple[str, ...]) -> list[str]:
     if not response.ok:
         raise ClusterError(f"listing CRDs failed: HTTP {response.status}: {response.message}")
     established = set()
-    for item in response.body.get("items", []):
-        for condition in item.get("status", {}).get("conditions", []):
+    for item in response.body.get("items") or []:
+        # A CRD just created has no status yet (conditions: null).
+        for condition in (item.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "Established" and condition.get("status") == "True":
                 established.add(item["metadata"]["name"])
     return [name for name in names if name not in established]

@@ -34,6 +34,7 @@ from db.service import DomainService
 from reconciler import payloads as p
 from reconciler.environment_reconcile import all_records, reconcile_once
 from reconciler.errors import to_application_error
+from reconciler.workflows import EnvironmentReconcileWorkflow
 from stack.automation import EnvironmentStack, RefusedRun
 
 HEARTBEAT_SECONDS = 2.0
@@ -221,8 +222,6 @@ class DomainActivities:
     @activity.defn(name=p.REQUEST_RECONCILE)
     async def request_reconcile(self, inp: p.RequestReconcileInput) -> None:
         """Signal-with-start the environment workflow; duplicates are deduplicated there."""
-        from reconciler.workflows import EnvironmentReconcileWorkflow
-
         await self.deps.client.start_workflow(
             EnvironmentReconcileWorkflow.run,
             p.EnvironmentState(

@@ -216,7 +216,9 @@ class PortalDomainRegistrationWorkflow:
                     break
             else:
                 matches, last = 0, result
-            if self._now_seconds() >= deadline:
+            # Past the deadline, a lookup that just matched is confirmed rather than
+            # failed: it is the answer the tenant was waiting for.
+            if self._now_seconds() >= deadline and matches == 0:
                 seen = (
                     f"it points to {last.observed}"
                     if last and last.observed

@@ -18,17 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
 
 from core.status import DomainStatus as S
 from reconciler import payloads as p
-from reconciler.workflows import EnvironmentReconcileWorkflow, PortalDomainRegistrationWorkflow
 from tests.support.harness import reconciler_harness
 from tests.support.regen import may_rewrite
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.postgres, pytest.mark.temporal]
-HISTORIES = Path(__file__).parent / "histories"
+# Recorded here, replayed by tests/reconciler/test_replay.py.
+HISTORIES = Path(__file__).parent.parent / "reconciler" / "histories"
 
 
 def test_a_requested_domain_goes_active_then_removal_prunes_it_everywhere(
@@ -233,20 +231,3 @@ def test_a_worker_killed_during_pulumi_up_is_recovered_by_the_next_worker(
             assert "recovered the stack" in log or "cancelled" in log or "lock" in log, log
 
     asyncio.run(scenario())
-
-
-@pytest.mark.parametrize("history_file", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
-def test_recorded_histories_replay_deterministically(history_file: Path) -> None:
-    recorded = json.loads(history_file.read_text())
-    history = WorkflowHistory.from_json(recorded["workflow_id"], recorded["history"])
-
-    async def replay() -> None:
-        await Replayer(
-            workflows=[PortalDomainRegistrationWorkflow, EnvironmentReconcileWorkflow]
-        ).replay_workflow(history)
-
-    asyncio.run(replay())
-
-
-def test_there_is_a_recorded_history_to_replay() -> None:
-    assert list(HISTORIES.glob("*.json")), "record one with RECORD_HISTORY=1"
