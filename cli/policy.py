@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,9 +26,9 @@ from core.config import ConfigError, StackConfig
 from core.manifests import DesiredStateError, desired_state
 from core.records import DomainRecord
 from core.settings import Settings
+from core.violations import PolicyViolation
 from db.migrate import SchemaNotReady, require_current_schema
 from policies import fixtures
-from policies.rules import RULES
 from policies.settings import (
     committed_config_path,
     render_policy_pack_config,
@@ -37,7 +36,12 @@ from policies.settings import (
 )
 from reconciler.environment_reconcile import all_records
 from reconciler.wiring import domain_service
-from stack.automation import POLICY_PACK, EnvironmentStack, StackOperationError
+from stack.automation import (
+    POLICY_PACK,
+    EnvironmentStack,
+    PolicyViolationsError,
+    StackOperationError,
+)
 from stack.config import load_stack_config
 from stack.toolchain import pulumi_environment
 
@@ -85,22 +89,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Violation:
-    policy: str
-    level: str  # mandatory / advisory
-    message: str
-
-
-@dataclass(frozen=True, kw_only=True)
 class CheckReport:
     environment: str
     source: str
     tenants: list[str]
-    violations: list[Violation]
+    violations: list[PolicyViolation]
 
     @property
-    def mandatory(self) -> list[Violation]:
-        return [v for v in self.violations if v.level == "mandatory"]
+    def mandatory(self) -> list[PolicyViolation]:
+        return [v for v in self.violations if v.mandatory]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -110,37 +107,6 @@ class CheckReport:
             "violations": [asdict(v) for v in self.violations],
             "passed": not self.mandatory,
         }
-
-
-_VIOLATION_START = re.compile(r"^\[(?P<level>[a-z]+)\]\s+(?P<policy>[A-Za-z0-9_.-]+):\s*")
-
-
-def parse_violations(lines: Iterable[str]) -> list[Violation]:
-    """Violations from the wrapper's `[level] policy: <description> <message>` strings.
-
-    An entry may span lines (the engine sends "description\\nmessage"); the
-    rule's own description is dropped so only the message remains.
-    """
-
-    descriptions = {rule.name: rule.description for rule in RULES}
-    entries: list[tuple[str, str, list[str]]] = []
-    for raw in lines:
-        for text in raw.splitlines():
-            stripped = text.strip()
-            match = _VIOLATION_START.match(stripped)
-            if match:
-                rest = stripped[match.end() :]
-                entries.append((match.group("level"), match.group("policy"), [rest]))
-            elif entries and stripped:
-                entries[-1][2].append(stripped)
-    result = []
-    for level, policy, parts in entries:
-        message = " ".join(" ".join(parts).split())
-        description = descriptions.get(policy)
-        if description and message.startswith(description):
-            message = message[len(description) :].strip()
-        result.append(Violation(policy=policy, level=level, message=message))
-    return result
 
 
 # ------------------------------------------------------------------------ running
@@ -176,12 +142,12 @@ def run_check(
         write_policy_pack_config(config, pack_config, tenants_before=stack.stack_tenants())
         try:
             summary = stack.preview(records)
+        except PolicyViolationsError as exc:
+            violations = list(exc.violations)
         except StackOperationError as exc:
-            violations = parse_violations(str(exc).splitlines()[1:]) if exc.permanent else []
-            if not violations:
-                raise CliError(f"the preview failed: {exc}", ExitCode.FAILED) from exc
+            raise CliError(f"the preview failed: {exc}", ExitCode.FAILED) from exc
         else:
-            violations = parse_violations(summary.policy_violations)
+            violations = summary.policy_violations
     return CheckReport(
         environment=config.environment, source=source, tenants=tenants, violations=violations
     )
@@ -222,7 +188,7 @@ def _print_report(report: CheckReport) -> None:
         f"{report.source} ({', '.join(report.tenants) or 'none'})"
     )
     for violation in report.violations:
-        output.line(f"[{violation.level}] {violation.policy}")
+        output.line(f"[{violation.enforcement_level}] {violation.policy}")
         output.line(f"    {violation.message}")
     advisory = len(report.violations) - len(report.mandatory)
     if report.mandatory:

@@ -69,7 +69,7 @@ def _print_summary(summary: RunSummary) -> None:
             ],
         )
     for violation in summary.policy_violations:
-        output.line(f"policy: {violation}")
+        output.line(f"policy: {violation.line()}")
 
 
 def _run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -559,7 +559,6 @@ def apiserver_argv(
     port: int,
     pki: Mapping[str, Path],
     token_file: Path,
-    cert_dir: Path,
 ) -> list[str]:
     return [
         str(binary),
@@ -575,9 +574,6 @@ def apiserver_argv(
         "--endpoint-reconciler-type=none",
         f"--tls-cert-file={pki['server_cert']}",
         f"--tls-private-key-file={pki['server_key']}",
-        # Only consulted if a serving cert were missing; keeps any generated files in
-        # the state folder rather than /var/run/kubernetes.
-        f"--cert-dir={cert_dir}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki['sa_pub']}",
         f"--service-account-signing-key-file={pki['sa_key']}",
@@ -670,7 +666,6 @@ def _apply_crds(info: ClusterInfo, kubectl: Path, crds_dir: Path) -> tuple[str, 
         "apply",
         "--server-side",
         f"--field-manager={FIELD_MANAGER}",
-        "--force-conflicts",
         "-o",
         "name",
         "-f",
@@ -789,6 +784,7 @@ def _start(
         except ClusterError:
             if attempt == 2 or not _port_clash(Path(record["log"])):
                 raise
+            _terminate("etcd", record, 5.0)
             shutil.rmtree(data_dir, ignore_errors=True)
 
     info: ClusterInfo | None = None
@@ -803,7 +799,6 @@ def _start(
             port=port,
             pki=pki,
             token_file=token_file,
-            cert_dir=state_dir / "apiserver-certs",
         )
         apiserver = _launch("kube-apiserver", argv, state_dir)
         state["processes"]["kube-apiserver"] = apiserver
@@ -831,6 +826,7 @@ def _start(
         except ClusterError:
             if attempt == 2 or not _port_clash(Path(apiserver["log"])):
                 raise
+            _terminate("kube-apiserver", apiserver, 5.0)
     if info is None:  # unreachable: the loop either breaks with info set or raises
         raise ClusterError("kube-apiserver was not started")
     ready: ClusterInfo = info

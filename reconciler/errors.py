@@ -13,6 +13,8 @@ from core.errors import PortalDomainsError
 
 
 def to_application_error(err: PortalDomainsError, *, prefix: str = "") -> ApplicationError:
+    # Data the workflow needs travels as details, never inside the message.
+    details = getattr(err, "violations", ())
     return ApplicationError(
-        f"{prefix}{err.message}", type=err.code, non_retryable=not err.retryable
+        f"{prefix}{err.message}", *details, type=err.code, non_retryable=not err.retryable
     )

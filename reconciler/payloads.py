@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.violations import PolicyViolation
+
 # Activity names (implementations in reconciler/activities.py).
 LOAD_DOMAIN = "load_domain"
 RECORD_STATUS = "record_status"
@@ -156,6 +158,8 @@ class ReconcileOutcome:
     changed_slugs: tuple[str, ...] = ()
     deployed_tenants: tuple[str, ...] = ()
     duration_seconds: float = 0.0
+    # Why a run was refused by the policy pack, rule by rule.
+    policy_violations: tuple[PolicyViolation, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,9 @@
 #   2. the cert-manager and Istio CRDs, copied out of those projects' Go modules into
 #      <cache>/toolchain/crds-cert-manager-<CERT_MANAGER_VERSION>_istio-<ISTIO_CRDS_VERSION>/.
 # Versions come from scripts/toolchain/versions.env; <cache> is $PORTAL_DOMAINS_CACHE
-# (default ${XDG_CACHE_HOME:-~/.cache}/portal-domains). A cold build takes 30-45 minutes
-# on 2 cores (kube-apiserver alone ~30); a warm run about a second and never calls go.
+# (default ${XDG_CACHE_HOME:-~/.cache}/portal-domains). A cold build takes 15-40 minutes
+# on 2 cores (kube-apiserver 13-35 of them, etcd and kubectl about a minute each after
+# it); a warm run takes under a second and never calls go.
 # PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1 uses kube-apiserver, etcd and kubectl from
 # PATH instead of building them (the CRDs are still extracted).
 
@@ -54,8 +55,8 @@ main() (
   }
   trap on_exit EXIT
 
-  need_go() {
-    command -v go >/dev/null || fail "Go is required for this step (or put kube-apiserver, etcd and kubectl on PATH and set PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1)"
+  need_go() {  # need_go <what Go is needed for, and the way around it>
+    command -v go >/dev/null || fail "Go is required $1"
   }
 
   # go_build <wrapper module dir> <output binary> <package> <extra ldflags>
@@ -93,7 +94,9 @@ main() (
       && command -v kube-apiserver >/dev/null && command -v etcd >/dev/null \
       && command -v kubectl >/dev/null; then
     step "kubernetes binaries: using PATH ($(command -v kube-apiserver))"
-    expect_version "$(command -v kube-apiserver)" "v$KUBERNETES_VERSION" --version
+    expect_version "$(command -v etcd)" "etcd Version: $ETCD_VERSION" --version
+    expect_version "$(command -v kube-apiserver)" "Kubernetes v$KUBERNETES_VERSION" --version
+    expect_version "$(command -v kubectl)" "Client Version: v$KUBERNETES_VERSION" version --client
   else
     if [ "${PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD:-}" = "1" ]; then
       echo "PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1 but kube-apiserver, etcd or kubectl is not on PATH: building"
@@ -101,19 +104,19 @@ main() (
     step "kubernetes binaries -> $bin"
     mkdir -p "$bin"
     if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kubectl" ] || [ ! -x "$bin/etcd" ]; then
-      need_go
-      echo "first build: roughly 30-45 minutes on 2 cores; later runs reuse $bin"
+      need_go "to build them (or put kube-apiserver, etcd and kubectl on PATH and set PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1)"
+      echo "first build: roughly 15-40 minutes on 2 cores; later runs reuse $bin"
     fi
 
     if [ ! -x "$bin/etcd" ]; then
-      step "build etcd v$ETCD_VERSION (a few minutes cold)"
+      step "build etcd v$ETCD_VERSION (1-3 min cold)"
       go_build "$tc/etcd" "$bin/etcd" . ""
     fi
     CURRENT_STEP="check etcd version"
     expect_version "$bin/etcd" "etcd Version: $ETCD_VERSION" --version
 
     if [ ! -x "$bin/kube-apiserver" ]; then
-      step "build kube-apiserver v$KUBERNETES_VERSION (the longest step: ~30 min cold)"
+      step "build kube-apiserver v$KUBERNETES_VERSION (the longest step: 13-35 min cold)"
       go_build "$tc/kubernetes" "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
     fi
     CURRENT_STEP="check kube-apiserver version"
@@ -133,7 +136,7 @@ main() (
     step "CRDs present: $crds"
   else
     step "extract CRDs (cert-manager v$CERT_MANAGER_VERSION, istio $ISTIO_CRDS_VERSION) -> $crds"
-    need_go
+    need_go "to download the cert-manager and Istio modules from the Go module proxy"
     local scratch tmp cm_dir istio_dir
     # Outside any module, so neither wrapper's go.mod constrains the download.
     scratch="$(mktemp -d)"

@@ -19,7 +19,7 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from core.config import StackConfig
 from core.errors import ErrorKind, PortalDomainsError
 from core.manifests import desired_state
 from core.records import DomainRecord
+from core.violations import PolicyViolation
 from stack import program
 from stack.toolchain import REPO_ROOT, PulumiEnvironment
 from stack.workspace import open_stack
@@ -60,6 +61,32 @@ class StackOperationError(PortalDomainsError, RuntimeError):
     @property
     def permanent(self) -> bool:
         return not self.retryable
+
+
+class PolicyViolationsError(StackOperationError):
+    """The policy pack refused the run; `violations` says which rules, as data."""
+
+    code = "policy_violation"
+    kind = ErrorKind.REFUSED
+
+    def __init__(self, violations: Sequence[PolicyViolation]) -> None:
+        super().__init__(
+            "policy violations blocked the run:\n  " + "\n  ".join(v.line() for v in violations),
+            permanent=True,
+        )
+        self.violations = tuple(violations)
+
+
+def violation_of(event: auto.PolicyEvent) -> PolicyViolation:
+    # The engine's message is "<rule description>\n<violation message>": keep the latter.
+    lines = [line.strip() for line in event.message.splitlines() if line.strip()]
+    message = " ".join(lines[1:]) if len(lines) > 1 else " ".join(lines)
+    return PolicyViolation(
+        policy=event.policy_name,
+        enforcement_level=str(event.enforcement_level),
+        resource_urn=event.resource_urn or "",
+        message=message,
+    )
 
 
 class RefusedRun(PortalDomainsError, RuntimeError):
@@ -95,7 +122,7 @@ class RunSummary:
     tenants: list[TenantChange]
     desired_tenants: list[str]
     stack_tenants_before: list[str]
-    policy_violations: list[str] = field(default_factory=list)
+    policy_violations: list[PolicyViolation] = field(default_factory=list)
     duration_seconds: float = 0.0
     # slugs of tenants whose rows exist but are not deployable (disabled, DNS
     # not verified): their removal from the stack is explained by the database
@@ -119,7 +146,7 @@ class RunSummary:
             ],
             "desired_tenants": self.desired_tenants,
             "deleted_tenants": self.deleted_tenants,
-            "policy_violations": self.policy_violations,
+            "policy_violations": [asdict(v) for v in self.policy_violations],
             "duration_seconds": round(self.duration_seconds, 2),
         }
 
@@ -146,7 +173,7 @@ class _EventCollector:
         self.progress = progress
         self.per_tenant: dict[str, Counter[str]] = defaultdict(Counter)
         self.counts: Counter[str] = Counter()
-        self.violations: list[str] = []
+        self.violations: list[PolicyViolation] = []
         self.diagnostics: list[str] = []
 
     def __call__(self, event: auto.EngineEvent) -> None:
@@ -167,10 +194,7 @@ class _EventCollector:
             if self.progress:
                 self.progress(f"  {op:<8} {meta.type.split(':')[-1]:<15} {slug}")
         elif event.policy_event is not None:
-            pe = event.policy_event
-            # the engine's message is "<description>\n<violation>"
-            text = " ".join(pe.message.split())
-            self.violations.append(f"[{pe.enforcement_level}] {pe.policy_name}: {text}")
+            self.violations.append(violation_of(event.policy_event))
         elif event.diagnostic_event is not None:
             diag = event.diagnostic_event
             if diag.severity == "error":
@@ -268,11 +292,8 @@ class EnvironmentStack:
                 "recover with `portal-domains recover --env ...`",
                 permanent=False,
             )
-        if collector.violations and any("mandatory" in v for v in collector.violations):
-            return StackOperationError(
-                "policy violations blocked the run:\n  " + "\n  ".join(collector.violations),
-                permanent=True,
-            )
+        if any(v.mandatory for v in collector.violations):
+            return PolicyViolationsError(collector.violations)
         detail = "\n".join(collector.diagnostics) or text[-2000:]
         return StackOperationError(f"pulumi failed: {detail}", permanent=False)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+from core.violations import PolicyViolation
 
 QUICK = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(
@@ -35,3 +38,11 @@ def root_cause(err: BaseException) -> str:
     while err.__cause__ is not None:
         err = err.__cause__
     return str(err)
+
+
+def violations_of(err: BaseException) -> tuple[PolicyViolation, ...]:
+    """The policy violations an activity failure carries as details (if any)."""
+    cause = err.__cause__
+    if not isinstance(cause, ApplicationError) or cause.type != "policy_violation":
+        return ()
+    return tuple(PolicyViolation(**detail) for detail in cause.details if isinstance(detail, dict))

@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from reconciler import payloads as p
-    from reconciler.workflows.common import RECONCILE_RETRY, root_cause
+    from reconciler.workflows.common import RECONCILE_RETRY, root_cause, violations_of
 
 
 @workflow.defn
@@ -132,6 +132,9 @@ class EnvironmentReconcileWorkflow:
             )
         except ActivityError as err:
             return p.ReconcileOutcome(
-                ok=False, message=root_cause(err), run_number=self._run_number
+                ok=False,
+                message=root_cause(err),
+                run_number=self._run_number,
+                policy_violations=violations_of(err),
             )
         return outcome

@@ -23,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pulumi import automation as auto
 
 from cli.main import main
-from cli.policy import parse_violations
 from core.config import StackConfig
 from core.manifests import Manifest, render_domain
 from core.records import DomainRecord
 from core.status import DomainStatus
+from core.violations import PolicyViolation
 from policies import fixtures
 from policies import settings as s
 from policies.rules import RULES, plain
+from stack.automation import violation_of
 from stack.config import ENVIRONMENTS, load_stack_config
 from stack.toolchain import REPO_ROOT, PulumiEnvironment, pulumi_environment
 
@@ -572,17 +574,28 @@ def test_fixture_records_are_three_active_deployable_tenants_with_valid_hosts() 
     assert len({r.certificate_secret_name for r in records}) == 3
 
 
-def test_violation_lines_parse_into_policy_level_and_message() -> None:
+def test_a_policy_event_becomes_a_violation_without_the_rule_description() -> None:
     description = next(r.description for r in RULES if r.name == s.HOST_NOT_RESERVED)
-    lines = [
-        f"[mandatory] {s.HOST_NOT_RESERVED}: {description}\nGateway a/b uses host 'x'. Fix: y.",
-        f"[advisory] {s.DELETION_BUDGET}: this run removes 1. Fix: z.",
-    ]
-    parsed = parse_violations(lines)
-    assert [(v.policy, v.level, v.message) for v in parsed] == [
-        (s.HOST_NOT_RESERVED, "mandatory", "Gateway a/b uses host 'x'. Fix: y."),
-        (s.DELETION_BUDGET, "advisory", "this run removes 1. Fix: z."),
-    ]
+    event = auto.PolicyEvent.from_json(
+        {
+            "message": f"{description}\nGateway a/b uses host 'x'. Fix: y.",
+            "color": "never",
+            "policyName": s.HOST_NOT_RESERVED,
+            "policyPackName": "portal-domains",
+            "policyPackVersion": "1",
+            "policyPackVersionTag": "1",
+            "enforcementLevel": "mandatory",
+            "resourceUrn": "urn:pulumi:staging::portal-domains::x::y",
+        }
+    )
+    violation = violation_of(event)
+    assert violation == PolicyViolation(
+        policy=s.HOST_NOT_RESERVED,
+        enforcement_level="mandatory",
+        resource_urn="urn:pulumi:staging::portal-domains::x::y",
+        message="Gateway a/b uses host 'x'. Fix: y.",
+    )
+    assert violation.mandatory
 
 
 # ------------------------------------------------------------------ through the real engine
