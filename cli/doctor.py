@@ -16,6 +16,7 @@ import sqlalchemy
 from cli import output
 from cli.exit_codes import ExitCode
 from core.settings import Settings
+from loopback import cluster
 from stack.toolchain import Toolchain, locate_toolchain
 
 SETUP_HINT = "run scripts/setup.sh"
@@ -157,6 +158,33 @@ def check_database(settings: Settings) -> Check:
     return Check(component="database", ok=True, detail=f"{safe} reachable")
 
 
+def check_cluster_binaries() -> list[Check]:
+    """kube-apiserver, etcd and kubectl for the loopback cluster (tests, dev-cluster)."""
+    try:
+        found = cluster.locate_binaries()
+    except cluster.ClusterError as err:
+        return [Check(component="kubernetes binaries", ok=False, detail=str(err), required=False)]
+    checks = []
+    for name, path in (
+        ("kube-apiserver", found.kube_apiserver),
+        ("etcd", found.etcd),
+        ("kubectl", found.kubectl),
+    ):
+        argv = [str(path), "version", "--client"] if name == "kubectl" else [str(path), "--version"]
+        rc, out = _run(argv)
+        first = out.splitlines()[0] if out else ""
+        checks.append(
+            Check(
+                component=name,
+                ok=rc == 0,
+                detail=f"{first} ({path})" if rc == 0 else out[:200],
+                hint="run scripts/setup.sh",
+                required=False,
+            )
+        )
+    return checks
+
+
 def run_checks(settings: Settings) -> list[Check]:
     tc = locate_toolchain()
     checks: list[Callable[[], Check]] = [
@@ -167,7 +195,7 @@ def run_checks(settings: Settings) -> list[Check]:
         check_temporal_cli,
         lambda: check_database(settings),
     ]
-    return [check() for check in checks]
+    return [check() for check in checks] + check_cluster_binaries()
 
 
 def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:

