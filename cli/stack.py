@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+import yaml
 from opentelemetry.sdk.trace import TracerProvider
 
 from adapters.gitops import GitOpsRepo, GitSettings, ensure_bare_remote
+from adapters.kube_validate import ValidationProblem, validate_manifests
 from adapters.manifest_files import sync_directory
 from cli import output
 from cli.exit_codes import CliError, ExitCode
@@ -18,7 +24,13 @@ from core.config import ConfigError
 from core.records import DomainRecord
 from core.settings import Settings
 from db.migrate import SchemaNotReady, require_current_schema
-from reconciler.environment_reconcile import all_records, reconcile_once
+from loopback import cluster
+from reconciler.environment_reconcile import (
+    all_records,
+    detect_drift,
+    kube_client_for,
+    reconcile_once,
+)
 from reconciler.wiring import domain_service
 from stack.automation import EnvironmentStack, RefusedRun, RunSummary, StackOperationError
 from stack.config import ENVIRONMENTS, load_stack_config
@@ -128,34 +140,151 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    # Resolved before the export so a missing kubeconfig fails fast.
+    kubeconfig = _validation_kubeconfig(args)
     stack = _stack(args, settings)
     files = render_files(stack.state_objects(), environment=stack.stack_name)
     target = Path(args.out) / stack.config.manifest_root
     result = sync_directory(files, target)
+    validation = None
+    if kubeconfig is not None:
+        exported = sorted(target / name for name in [*result.written, *result.unchanged])
+        validation = validate_yaml_files(exported, kubeconfig=kubeconfig, kubectl=_kubectl())
     if args.json:
-        output.emit_json(
-            {
-                "directory": str(target),
-                "written": result.written,
-                "deleted": result.deleted,
-                "unchanged": result.unchanged,
-            }
-        )
+        payload: dict[str, Any] = {
+            "directory": str(target),
+            "written": result.written,
+            "deleted": result.deleted,
+            "unchanged": result.unchanged,
+        }
+        if validation is not None:
+            payload["validation"] = validation.as_dict()
+        output.emit_json(payload)
     else:
         output.line(
             f"{target}: {len(result.written)} written, {len(result.deleted)} deleted, "
             f"{len(result.unchanged)} unchanged"
         )
+        if validation is not None:
+            for path, problem in validation.problems:
+                output.line(f"rejected: {path.name if path else '(all files)'}: {problem.line()}")
+            output.line(validation.summary())
+    if validation is not None and validation.problems:
+        return ExitCode.FAILED
     return 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilesValidation:
+    """What the API server said about a set of YAML files (export --validate)."""
+
+    kubeconfig: Path
+    files: int
+    objects: int
+    problems: list[tuple[Path | None, ValidationProblem]]  # None: no single file
+
+    def summary(self) -> str:
+        rejected = len(self.problems)
+        verdict = "all accepted" if not rejected else f"{rejected} rejected"
+        return (
+            f"server-side dry-run ({self.kubeconfig}): {self.objects} objects "
+            f"in {self.files} files, {verdict}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kubeconfig": str(self.kubeconfig),
+            "files": self.files,
+            "objects": self.objects,
+            "accepted": not self.problems,
+            "problems": [
+                {"file": str(path) if path else None, **p.as_dict()} for path, p in self.problems
+            ],
+        }
+
+
+def validate_yaml_files(
+    paths: Sequence[Path], *, kubeconfig: Path, kubectl: str
+) -> FilesValidation:
+    """Server-side dry-run of every object in `paths`; each problem names its file."""
+    documents: list[dict[str, Any]] = []
+    origins: list[Path] = []
+    for path in paths:
+        try:
+            loaded = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+        except (OSError, yaml.YAMLError) as err:
+            raise CliError(f"cannot read {path}: {err}") from err
+        for doc in loaded:
+            if not isinstance(doc, dict):
+                raise CliError(f"{path}: a document is not a Kubernetes object")
+            documents.append(doc)
+            origins.append(path)
+    problems = validate_manifests(documents, kubeconfig=kubeconfig, kubectl=kubectl)
+    return FilesValidation(
+        kubeconfig=kubeconfig,
+        files=len(paths),
+        objects=len(documents),
+        # index -1: the batch as a whole, which belongs to no one file.
+        problems=[(origins[p.index] if p.index >= 0 else None, p) for p in problems],
+    )
+
+
+def _validation_kubeconfig(args: argparse.Namespace) -> Path | None:
+    """The kubeconfig `export --validate` dry-runs against: --kubeconfig, else $KUBECONFIG."""
+    if not args.validate:
+        if args.kubeconfig:
+            raise CliError("--kubeconfig is only used with --validate", ExitCode.INVALID_INPUT)
+        return None
+    raw = args.kubeconfig or os.environ.get("KUBECONFIG", "")
+    if not raw:
+        raise CliError(
+            "--validate needs --kubeconfig PATH (or $KUBECONFIG)", ExitCode.INVALID_INPUT
+        )
+    if os.pathsep in raw:
+        # kubectl merges a list, but --kubeconfig takes one file: make the choice explicit.
+        raise CliError(
+            "$KUBECONFIG lists several files; pass one with --kubeconfig", ExitCode.INVALID_INPUT
+        )
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise CliError(f"kubeconfig {path} does not exist", ExitCode.INVALID_INPUT)
+    return path
+
+
+def _kubectl() -> str:
+    """The kubectl setup-kubernetes.sh builds (it matches the loopback API server), else PATH's."""
+    try:
+        return str(cluster.locate_binaries().kubectl)
+    except (cluster.ClusterError, OSError):
+        found = shutil.which("kubectl")
+    if found is None:
+        raise CliError(
+            f"--validate needs kubectl: install it or {cluster.SETUP_HINT}", ExitCode.UNAVAILABLE
+        )
+    return found
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
     stack = _stack(args, settings)
     changes = _run(stack.refresh, progress=_progress(args))
+    kube = kube_client_for(stack)
+    # What the live objects say against what the rows declare: the provider's
+    # refresh alone misses edits whose fields another field manager took over.
+    drift = detect_drift(stack, kube, _records(settings)) if kube is not None else []
     if args.json:
-        output.emit_json({"environment": args.env, "changes": changes})
+        output.emit_json(
+            {
+                "environment": args.env,
+                "changes": changes,
+                "drift": [dataclasses.asdict(d) for d in drift],
+            }
+        )
     else:
         output.line(f"{args.env} refreshed: {changes}")
+        for item in drift:
+            output.line(f"drift: {item.line()} (the next reconcile restores it)")
+        if kube is not None and not drift:
+            output.line("no drift: the cluster matches the database")
     return 0
 
 
@@ -232,6 +361,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     export = env_parser("export", "write per-tenant YAML from the stack state into DIR")
     export.add_argument("--out", required=True, help="an nm-kube-config checkout (or any dir)")
+    export.add_argument(
+        "--validate",
+        action="store_true",
+        help="server-side dry-run of the exported files (strict field validation); "
+        "exit 1 if the API server rejects any object",
+    )
+    export.add_argument(
+        "--kubeconfig", metavar="PATH", help="the cluster --validate asks (default: $KUBECONFIG)"
+    )
     export.set_defaults(handler=cmd_export)
 
     refresh = env_parser("refresh", "refresh the stack state (clears pending creates)")

@@ -5,14 +5,24 @@ The values live in Pulumi.<env>.yaml under the `portal-domains:` namespace
 as the default, except where the seed's value is wrong (the issuer: a DNS-01
 issuer cannot solve for a tenant's zone we do not control, so the default is an
 HTTP-01 ClusterIssuer). A bad value raises ConfigError naming the key.
+
+The ClusterIssuer the Certificates name is declared from this config too
+(core.manifests.cluster_issuer): its ACME server, account e-mail, account key
+secret, optional CA bundle (for a test ACME server such as Pebble) and the
+ingress class of its HTTP-01 solver. There is no setting for a challenge
+route: cert-manager's solver objects are per challenge with generated names,
+so the only way to reach them is the Ingress cert-manager creates itself.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from core.errors import ErrorKind, PortalDomainsError
 
@@ -21,7 +31,18 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 )
+# Secret and IngressClass names are DNS-1123 subdomains: the hostname shape.
+_DNS_SUBDOMAIN = _HOSTNAME
 _PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+# Deliberately plain: one @, a dot-atom local part, a hostname with a dot. The
+# ACME server has the last word; this catches typos before they reach it.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+)
+
+LETS_ENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 _REL_DIR = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9._/-]+$")
 
 Mode = Literal["gitops", "cluster"]
@@ -52,9 +73,22 @@ class StackConfig:
     issuer_name: str = "letsencrypt-http01"
     issuer_kind: str = "ClusterIssuer"
     allowed_issuers: tuple[str, ...] = ("letsencrypt-http01",)
-    acme_challenge_enabled: bool = True
-    acme_challenge_host: str = "cm-acme-http-solver.istio-system.svc.cluster.local"
-    acme_challenge_port: int = 8089
+    # The ClusterIssuer named issuer_name (declared by this stack unless
+    # declare_issuer is false, e.g. when a platform team owns it).
+    declare_issuer: bool = True
+    acme_server: str = LETS_ENCRYPT_PRODUCTION
+    acme_email: str = "platform@algapsa.com"
+    # None: "<issuer_name>-account-key" (see account_key_secret), so renaming
+    # the issuer does not make two issuers share one ACME account key.
+    acme_account_key_secret: str | None = None
+    # Base64 of PEM CA certificates the ACME server's TLS chains to; only for
+    # test servers (Pebble). Never a reason to skip TLS verification.
+    acme_ca_bundle: str | None = None
+    # cert-manager writes it as the `kubernetes.io/ingress.class` annotation of
+    # the solver Ingress; Istio serves Ingresses of class `istio` (its
+    # meshConfig.ingressClass) without an IngressClass object, which
+    # `ingressClassName` would need and Istio does not ship.
+    acme_ingress_class: str = "istio"
     manifest_root: str = "argo-workflow/alga-psa-dev/portal-domains"
     mode: Mode = "gitops"
     kubeconfig: str | None = None
@@ -65,6 +99,11 @@ class StackConfig:
     @property
     def managed_by(self) -> str:
         return NAMESPACE
+
+    @property
+    def account_key_secret(self) -> str:
+        """The Secret holding the ClusterIssuer's ACME account key."""
+        return self.acme_account_key_secret or f"{self.issuer_name}-account-key"
 
 
 # camelCase key in Pulumi.<env>.yaml -> dataclass field
@@ -97,6 +136,54 @@ def _as_int(key: str, value: Any, *, low: int, high: int) -> int:
 def _as_str(key: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise ConfigError(key, f"expected {what}, got {value!r}")
+    return value
+
+
+def _as_https_url(key: str, value: Any) -> str:
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        raise ConfigError(key, f"expected an https:// URL, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a malformed port
+    except ValueError:
+        raise ConfigError(key, f"expected an https:// URL, got {value!r}") from None
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not _HOSTNAME.match(host):
+        # Plain http would hand the ACME account key's signatures to anyone on path.
+        raise ConfigError(key, f"expected an https:// URL with a hostname, got {value!r}")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise ConfigError(key, f"expected a URL without credentials or fragment, got {value!r}")
+    if port == 0:
+        raise ConfigError(key, f"expected a port in [1, 65535], got {value!r}")
+    return value
+
+
+def _as_email(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value):
+        raise ConfigError(key, f"expected an e-mail address, got {value!r}")
+    return value
+
+
+def _as_ca_bundle(key: str, value: Any) -> str:
+    """Base64 of one or more PEM certificates, as cert-manager's acme.caBundle wants it."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"expected base64-encoded PEM certificates, got {value!r}")
+    try:
+        pem = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(key, "is not base64 (encode the PEM file with `base64 -w0`)") from None
+    # Imported here, not at module level: the core stays importable without
+    # loading a native extension, and only a configured bundle pays for it.
+    from cryptography import x509
+
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise ConfigError(
+            key, "does not decode to PEM certificates (-----BEGIN CERTIFICATE----- blocks)"
+        ) from None
+    if not certificates:
+        raise ConfigError(key, "decodes to no PEM certificate")
     return value
 
 
@@ -155,15 +242,23 @@ def _convert(key: str, name: str, value: Any) -> Any:
         "environment",
     }:
         return _as_str(key, value, _DNS_LABEL, "a Kubernetes name (DNS label)")
-    if name in {"base_domain", "backend_host", "acme_challenge_host"}:
+    if name in {"base_domain", "backend_host"}:
         return _as_str(key, value, _HOSTNAME, "a lowercase hostname")
-    if name in {"backend_port", "acme_challenge_port"}:
+    if name in {"acme_account_key_secret", "acme_ingress_class"}:
+        return _as_str(key, value, _DNS_SUBDOMAIN, "a Kubernetes name (DNS-1123 subdomain)")
+    if name == "acme_server":
+        return _as_https_url(key, value)
+    if name == "acme_email":
+        return _as_email(key, value)
+    if name == "acme_ca_bundle":
+        return _as_ca_bundle(key, value)
+    if name == "backend_port":
         return _as_int(key, value, low=1, high=65535)
     if name == "deletion_cap":
         return _as_int(key, value, low=0, high=100_000)
     if name == "deletion_budget_percent":
         return _as_int(key, value, low=0, high=100)
-    if name == "acme_challenge_enabled":
+    if name == "declare_issuer":
         return _as_bool(key, value)
     if name == "gateway_selector":
         return _as_mapping(key, value)

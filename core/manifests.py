@@ -9,8 +9,13 @@ Known traps handled here (see ARCHITECTURE.md):
   reads `credentialName` secrets from its own namespace only.
 - VirtualService `gateways` entries are `<namespace>/<name>`.
 - Port 80 does not use `httpsRedirect` (it would shadow cert-manager's HTTP-01
-  solver path, istio/istio#33593). The VirtualService routes
-  /.well-known/acme-challenge/ first, then redirects plain HTTP to HTTPS.
+  solver path, istio/istio#33593). The VirtualService redirects plain HTTP to
+  HTTPS with a catch-all route instead, which Istio orders after the solver's
+  exact challenge route (see virtual_service and core/istio_routes.py).
+- cert-manager's HTTP-01 solver objects are per challenge, with generated
+  names: no route of ours can point at them. The ClusterIssuer (cluster_issuer)
+  asks cert-manager for a solver Ingress of class `istio`, which Istio turns
+  into a route on the same ingress gateway and merges with ours.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from core.records import DomainRecord
 
 CERT_MANAGER_API = "cert-manager.io/v1"
 ISTIO_API = "networking.istio.io/v1"
+# Where cert-manager's solver answers (RFC 8555 section 8.3); no route of ours
+# may serve it ahead of the solver (policies: acme-challenge-not-shadowed).
 ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_TENANT = "portal-domains.algapsa.com/tenant-id"
@@ -74,6 +81,36 @@ def _metadata(record: DomainRecord, config: StackConfig, namespace: str) -> Mani
     }
 
 
+def cluster_issuer(config: StackConfig) -> Manifest:
+    """The ACME ClusterIssuer every Certificate names (issuerRef: config.issuer_name).
+
+    One HTTP-01 solver whose Ingress carries the `kubernetes.io/ingress.class`
+    annotation (`ingress.class`), the one Istio's ingress controller reads;
+    `ingressClassName` would need an IngressClass object that Istio does not
+    ship. Cluster-scoped and shared by all tenants, so no tenant labels.
+    """
+    acme: Manifest = {
+        "server": config.acme_server,
+        "email": config.acme_email,
+        "privateKeySecretRef": {"name": config.account_key_secret},
+        "solvers": [{"http01": {"ingress": {"class": config.acme_ingress_class}}}],
+    }
+    if config.acme_ca_bundle:
+        acme["caBundle"] = config.acme_ca_bundle
+    return {
+        "apiVersion": CERT_MANAGER_API,
+        "kind": "ClusterIssuer",
+        "metadata": {
+            "name": config.issuer_name,
+            "labels": {
+                LABEL_MANAGED_BY: config.managed_by,
+                LABEL_ENVIRONMENT: config.environment,
+            },
+        },
+        "spec": {"acme": acme},
+    }
+
+
 def certificate(record: DomainRecord, config: StackConfig) -> Manifest:
     return {
         "apiVersion": CERT_MANAGER_API,
@@ -106,8 +143,9 @@ def gateway(record: DomainRecord, config: StackConfig) -> Manifest:
                     "tls": {"mode": "SIMPLE", "credentialName": record.certificate_secret_name},
                 },
                 {
-                    # No httpsRedirect here: the VirtualService redirects after
-                    # it has routed the ACME challenge path.
+                    # No httpsRedirect here: it makes the whole virtual host
+                    # TLS-only, the solver's route included (istio#33593). The
+                    # VirtualService's catch-all redirect does it instead.
                     "port": {"number": 80, "name": f"http-{record.prefix}", "protocol": "HTTP"},
                     "hosts": [record.domain],
                 },
@@ -117,47 +155,41 @@ def gateway(record: DomainRecord, config: StackConfig) -> Manifest:
 
 
 def virtual_service(record: DomainRecord, config: StackConfig) -> Manifest:
-    routes: list[Manifest] = []
-    if config.acme_challenge_enabled:
-        routes.append(
-            {
-                "name": "acme-http01-challenge",
-                "match": [{"uri": {"prefix": ACME_CHALLENGE_PREFIX}}],
-                "route": [
-                    {
-                        "destination": {
-                            "host": config.acme_challenge_host,
-                            "port": {"number": config.acme_challenge_port},
-                        }
+    # No route for /.well-known/acme-challenge/: cert-manager's solver Ingress
+    # (class istio) becomes an exact-path route for the same host on the same
+    # gateway port 80, and istiod merges it with these routes into one virtual
+    # host and sorts it (route.go SortVHostRoutes): catch-all routes go last,
+    # every other route keeps its order. On port 80 `http-to-https` is a
+    # catch-all (its only condition, the port, is consumed when the port-80
+    # routes are built), and istiod drops every later route of this
+    # VirtualService on that port; so the solver's exact route comes first
+    # there and everything else is redirected. It stays first for that
+    # reason: a non-catch-all route above it would also be built on port 80,
+    # and one that can match the challenge path would shadow the solver.
+    # core/istio_routes.py models this and the policy pack checks it.
+    routes: list[Manifest] = [
+        {
+            "name": "http-to-https",
+            "match": [{"port": 80}],
+            "redirect": {"scheme": "https", "redirectCode": 301},
+        },
+        {
+            "name": "default-route",
+            "match": [{"uri": {"exact": "/"}}],
+            "redirect": {"uri": config.default_redirect_path},
+        },
+        {
+            "name": "portal-backend",
+            "route": [
+                {
+                    "destination": {
+                        "host": config.backend_host,
+                        "port": {"number": config.backend_port},
                     }
-                ],
-            }
-        )
-    routes.extend(
-        [
-            {
-                "name": "http-to-https",
-                "match": [{"port": 80}],
-                "redirect": {"scheme": "https", "redirectCode": 301},
-            },
-            {
-                "name": "default-route",
-                "match": [{"uri": {"exact": "/"}}],
-                "redirect": {"uri": config.default_redirect_path},
-            },
-            {
-                "name": "portal-backend",
-                "route": [
-                    {
-                        "destination": {
-                            "host": config.backend_host,
-                            "port": {"number": config.backend_port},
-                        }
-                    }
-                ],
-            },
-        ]
-    )
+                }
+            ],
+        },
+    ]
     return {
         "apiVersion": ISTIO_API,
         "kind": "VirtualService",
@@ -198,3 +230,11 @@ def desired_state(records: Iterable[DomainRecord], config: StackConfig) -> list[
                 )
             seen[value] = r.tenant_id
     return [render_domain(r, config) for r in deployable]
+
+
+def desired_documents(records: Iterable[DomainRecord], config: StackConfig) -> list[Manifest]:
+    """Every object the stack declares for `records`: the issuer (if ours) and each tenant's."""
+    docs = [cluster_issuer(config)] if config.declare_issuer else []
+    for item in desired_state(records, config):
+        docs.extend(item.documents())
+    return docs

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -31,6 +32,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from core import istio_routes
 from core.manifests import (
     ACME_CHALLENGE_PREFIX,
     LABEL_ENVIRONMENT,
@@ -44,6 +46,16 @@ CERT_MANAGER_GROUP = "cert-manager.io"
 ISTIO_GROUP = "networking.istio.io"
 _HTTPS_PORT = 443
 _HTTP_PORT = 80
+# The objects rendered per tenant (core.manifests.DomainManifests); anything
+# else (the shared ClusterIssuer) belongs to the environment, not a tenant.
+_TENANT_KINDS = frozenset(
+    {
+        (CERT_MANAGER_GROUP, "Certificate"),
+        (ISTIO_GROUP, "Gateway"),
+        (ISTIO_GROUP, "VirtualService"),
+    }
+)
+_CLUSTER_SCOPED_KINDS = frozenset({(CERT_MANAGER_GROUP, "ClusterIssuer")})
 
 
 class ResourceArgs(Protocol):
@@ -105,10 +117,24 @@ class KubeObject:
 
     @property
     def ref(self) -> str:
+        if (self.group, self.kind) in _CLUSTER_SCOPED_KINDS:
+            return f"{self.kind} {self.name or '<no name>'}"
         return f"{self.kind} {self.namespace or '<no namespace>'}/{self.name or '<no name>'}"
 
     def is_a(self, group: str, kind: str) -> bool:
         return self.group == group and self.kind == kind
+
+    @property
+    def per_tenant(self) -> bool:
+        return (self.group, self.kind) in _TENANT_KINDS
+
+    def manifest(self) -> dict[str, Any]:
+        """The parts core.istio_routes reads, in manifest shape."""
+        return {
+            "kind": self.kind,
+            "metadata": {"namespace": self.namespace, "name": self.name},
+            "spec": self.spec,
+        }
 
     @property
     def tenant(self) -> str:
@@ -268,13 +294,14 @@ def certificate_secret_colocated(args: StackArgs, report_violation: ReportViolat
 
 
 def certificate_issuer_allowed(args: ResourceArgs, report_violation: ReportViolation) -> None:
-    """The Certificate is issued by an allowed issuer of the configured kind."""
+    """The Certificate is issued by the configured issuer, which is also an allowed one."""
     cert = _resource_object(args, CERT_MANAGER_GROUP, "Certificate")
     if cert is None:
         return
     cfg = _config(args, s.CERTIFICATE_ISSUER_ALLOWED)
     allowed = [_text(i) for i in _list(cfg["allowedIssuers"])]
     kind = _text(cfg["issuerKind"])
+    declared = _text(cfg["issuerName"])
     ref = _mapping(cert.spec.get("issuerRef"))
     name = _text(ref.get("name"))
     actual_kind = _text(ref.get("kind")) or "Issuer"  # cert-manager's default
@@ -282,15 +309,23 @@ def certificate_issuer_allowed(args: ResourceArgs, report_violation: ReportViola
     problems = []
     if name not in allowed:
         problems.append(f"issuerRef.name is '{name or '<missing>'}', not one of {allowed}")
+    elif name != declared:
+        # Allowed in principle, but only the declared issuer's HTTP-01 solver is
+        # known to reach our gateway (cluster-issuer-http01 checks it).
+        problems.append(
+            f"issuerRef.name is '{name}', not '{declared}' (issuerName: the {kind} this "
+            "stack declares or, with declareIssuer false, relies on)"
+        )
     if actual_kind != kind:
         problems.append(f"issuerRef.kind is '{actual_kind}', not '{kind}'")
     if group != CERT_MANAGER_GROUP:
         problems.append(f"issuerRef.group is '{group}', not '{CERT_MANAGER_GROUP}'")
     if problems:
         report_violation(
-            f"{cert.ref}: {'; '.join(problems)}. Fix: set issuerName/issuerKind in "
-            "Pulumi.<env>.yaml to an issuer listed in allowedIssuers (an HTTP-01 issuer: "
-            "DNS-01 cannot solve for a tenant's zone).",
+            f"{cert.ref}: {'; '.join(problems)}. Fix: render the Certificate with "
+            "core.manifests.certificate so issuerRef names issuerName, and set "
+            "issuerName/issuerKind in Pulumi.<env>.yaml to an issuer listed in allowedIssuers "
+            "(an HTTP-01 issuer: DNS-01 cannot solve for a tenant's zone).",
             cert.urn,
         )
 
@@ -332,13 +367,85 @@ def certificate_single_host(args: StackArgs, report_violation: ReportViolation) 
                 )
 
 
+def _https_url_problem(server: str) -> str | None:
+    try:
+        parts = urlsplit(server)
+        host = parts.hostname
+    except ValueError:
+        return f"server '{server}' is not a URL"
+    if parts.scheme != "https" or not host:
+        return f"server '{server or '<missing>'}' is not an https:// URL"
+    return None
+
+
+def cluster_issuer_http01(args: ResourceArgs, report_violation: ReportViolation) -> None:
+    """An ACME ClusterIssuer over verified https, solving HTTP-01 by an Ingress of our class."""
+    issuer = _resource_object(args, CERT_MANAGER_GROUP, "ClusterIssuer")
+    if issuer is None:
+        return
+    ingress_class = _text(_config(args, s.CLUSTER_ISSUER_HTTP01)["acmeIngressClass"])
+    acme = _mapping(issuer.spec.get("acme"))
+    if not acme:
+        report_violation(
+            f"{issuer.ref} has no spec.acme, so it cannot get publicly trusted certificates "
+            "for tenant hosts. Fix: render it with core.manifests.cluster_issuer (an ACME "
+            "issuer with an HTTP-01 solver).",
+            issuer.urn,
+        )
+        return
+    problems = []
+    url_problem = _https_url_problem(_text(acme.get("server")))
+    if url_problem:
+        problems.append(f"{url_problem} (cert-manager must reach the CA over verified TLS)")
+    if acme.get("skipTLSVerify") is True:
+        problems.append(
+            "skipTLSVerify is true (anyone on the path could impersonate the CA; a test "
+            "server's CA belongs in acmeCaBundle instead)"
+        )
+    solvers = [_mapping(x) for x in _list(acme.get("solvers"))]
+    if not solvers:
+        problems.append("it lists no solvers")
+    for index, solver in enumerate(solvers):
+        ingress = _mapping(_mapping(solver.get("http01")).get("ingress"))
+        where = f"solvers[{index}]"
+        if "dns01" in solver or not ingress:
+            kind = "dns01" if "dns01" in solver else "not http01.ingress"
+            problems.append(
+                f"{where} is {kind} (DNS-01 cannot solve for a tenant's zone, and only "
+                "an Ingress solver is routed by Istio's ingress gateway here)"
+            )
+            continue
+        if _text(ingress.get("ingressClassName")):
+            problems.append(
+                f"{where} sets http01.ingress.ingressClassName, which needs an IngressClass "
+                "object Istio does not ship (its ingress controller reads the "
+                "kubernetes.io/ingress.class annotation that `class` writes)"
+            )
+        if _text(ingress.get("class")) != ingress_class:
+            problems.append(
+                f"{where} has http01.ingress.class "
+                f"'{_text(ingress.get('class')) or '<missing>'}', not '{ingress_class}'"
+            )
+    if problems:
+        report_violation(
+            f"{issuer.ref}: {'; '.join(problems)}. Fix: render the issuer with "
+            "core.manifests.cluster_issuer: acmeServer an https:// URL, TLS verified "
+            f"(acmeCaBundle for a test CA), one solver http01.ingress.class '{ingress_class}' "
+            "(acmeIngressClass in Pulumi.<env>.yaml).",
+            issuer.urn,
+        )
+
+
 # ---------------------------------------------------------------- gateways
 def gateway_tls_required(args: ResourceArgs, report_violation: ReportViolation) -> None:
-    """HTTPS on 443 with TLS SIMPLE and a credential; port 80 only redirects or serves ACME."""
+    """HTTPS on 443 with TLS SIMPLE and a credential; port 80 plain HTTP; no other port.
+
+    Whether port 80 may set tls.httpsRedirect is acme-challenge-not-shadowed's
+    business: it shadows the HTTP-01 solver, and that rule reports it once.
+    """
     gateway = _resource_object(args, ISTIO_GROUP, "Gateway")
     if gateway is None:
         return
-    challenge = bool(_config(args, s.GATEWAY_TLS_REQUIRED)["acmeChallengeEnabled"])
     servers = _servers(gateway)
     https = [srv for srv in servers if _port(_mapping(srv.get("port")).get("number")) == 443]
     if not https:
@@ -365,15 +472,7 @@ def gateway_tls_required(args: ResourceArgs, report_violation: ReportViolation) 
                     gateway.urn,
                 )
         elif number == _HTTP_PORT and protocol == "HTTP":
-            if challenge and tls.get("httpsRedirect") is True:
-                report_violation(
-                    f"{gateway.ref}: the port-80 server sets tls.httpsRedirect, which redirects "
-                    "every request, including cert-manager's /.well-known/acme-challenge/ "
-                    "solver path, so HTTP-01 issuance fails (istio/istio#33593). Fix: remove "
-                    "tls.httpsRedirect; the VirtualService routes the challenge path first and "
-                    "then redirects to HTTPS.",
-                    gateway.urn,
-                )
+            pass  # plain HTTP: cert-manager's solver and the VirtualService's redirect
         else:
             report_violation(
                 f"{gateway.ref} has a server on port {number} with protocol "
@@ -393,61 +492,76 @@ def _route_label(route: Mapping[str, Any], index: int) -> str:
     return f"http[{index}] '{name}'" if name else f"http[{index}]"
 
 
-def _is_challenge_route(route: Mapping[str, Any]) -> bool:
-    for match in _list(route.get("match")):
-        prefix = _text(_mapping(_mapping(match).get("uri")).get("prefix"))
-        if prefix and prefix.rstrip("/") == ACME_CHALLENGE_PREFIX.rstrip("/"):
-            return True
-    return False
+def _by_host(objects: Sequence[KubeObject]) -> tuple[dict[str, list[int]], list[int]]:
+    """Positions of the objects naming each exact host, and of those with a wildcard host.
+
+    Only objects whose hosts cover a host can add to its virtual host, so the
+    model runs per host on these few instead of on the whole stack (which
+    would cost tenants x objects).
+    """
+    exact: dict[str, list[int]] = defaultdict(list)
+    wildcard: list[int] = []
+    for position, obj in enumerate(objects):
+        hosts = {h.lower() for h in _hosts(obj) if h}
+        if any("*" in h for h in hosts):
+            wildcard.append(position)
+        for host in sorted(h for h in hosts if "*" not in h):
+            exact[host].append(position)
+    return exact, wildcard
 
 
-def _can_catch_challenge(route: Mapping[str, Any]) -> bool:
-    """Whether a request for the ACME challenge path could match this route."""
-    matches = _list(route.get("match"))
-    if not matches:
-        return True
-    for raw in matches:
-        uri = _mapping(_mapping(raw).get("uri"))
-        if not uri or "regex" in uri:
-            return True  # no path condition (e.g. port only), or one we cannot rule out
-        prefix = uri.get("prefix")
-        if isinstance(prefix, str) and ACME_CHALLENGE_PREFIX.startswith(prefix):
-            return True
-    return False
+def acme_challenge_not_shadowed(args: StackArgs, report_violation: ReportViolation) -> None:
+    """Nothing of ours answers /.well-known/acme-challenge/<token> on port 80 before the solver.
 
-
-def acme_challenge_not_shadowed(args: ResourceArgs, report_violation: ReportViolation) -> None:
-    """With challenge routing on, the ACME route precedes every redirect and catch-all route."""
-    vs = _resource_object(args, ISTIO_GROUP, "VirtualService")
-    if vs is None or not _config(args, s.ACME_CHALLENGE_NOT_SHADOWED)["acmeChallengeEnabled"]:
-        return
-    routes = _http_routes(vs)
-    hosts = _hosts(vs)
-    position = next((i for i, r in enumerate(routes) if _is_challenge_route(r)), None)
-    if position is None:
-        report_violation(
-            f"{vs.ref} (hosts {hosts}) has no route for {ACME_CHALLENGE_PREFIX} although "
-            "acmeChallengeEnabled is true, so cert-manager's HTTP-01 solver is unreachable. "
-            f"Fix: add a first http route matching prefix {ACME_CHALLENGE_PREFIX} to the "
-            "challenge solver service.",
-            vs.urn,
+    cert-manager's solver Ingress (class istio) becomes an exact-path route in
+    the same port-80 virtual host as our routes; core.istio_routes models how
+    istiod merges and orders them (route.go SortVHostRoutes, gateway.go
+    buildGatewayHTTPRouteConfig), and whether a Gateway's httpsRedirect makes
+    the whole virtual host TLS-only (istio/istio#33593).
+    """
+    objects = _stack_objects(args)
+    gateways = [o for o in objects if o.is_a(ISTIO_GROUP, "Gateway")]
+    services = [o for o in objects if o.is_a(ISTIO_GROUP, "VirtualService")]
+    urns = {(o.kind, o.namespace, o.name): o.urn for o in [*gateways, *services]}
+    path = istio_routes.challenge_path()
+    gateway_manifests = [g.manifest() for g in gateways]
+    service_manifests = [v.manifest() for v in services]
+    gateways_of, wildcard_gateways = _by_host(gateways)
+    services_of, wildcard_services = _by_host(services)
+    # A solver exists only for an exact host (HTTP-01 cannot issue wildcards).
+    for host in sorted(set(gateways_of) | set(services_of)):
+        # Stack order kept: istiod appends routes in the order it meets them.
+        relevant_gateways = sorted({*gateways_of.get(host, []), *wildcard_gateways})
+        relevant_services = sorted({*services_of.get(host, []), *wildcard_services})
+        found = istio_routes.shadows(
+            [gateway_manifests[i] for i in relevant_gateways],
+            [service_manifests[i] for i in relevant_services],
+            host,
+            path,
         )
-        return
-    if "route" not in routes[position] or "redirect" in routes[position]:
-        report_violation(
-            f"{vs.ref}: the challenge route {_route_label(routes[position], position)} does not "
-            "forward to the solver. Fix: give it a `route` to the challenge service and no "
-            "`redirect`.",
-            vs.urn,
-        )
-    for index, route in enumerate(routes[:position]):
-        if "redirect" in route or _can_catch_challenge(route):
-            what = "redirects" if "redirect" in route else "can match the challenge path"
+        for shadow in found:
+            origin = shadow.origin
+            if origin.kind == "Gateway":
+                consequence = (
+                    "so Envoy redirects every plain-HTTP request for the host to HTTPS, "
+                    f"cert-manager's {ACME_CHALLENGE_PREFIX} solver path included, and HTTP-01 "
+                    "issuance and renewal fail (istio/istio#33593). Fix: remove "
+                    "tls.httpsRedirect from the port-80 server; the VirtualService's catch-all "
+                    "`http-to-https` route redirects everything else and sorts after the "
+                    "solver's route."
+                )
+            else:
+                consequence = (
+                    f"so on port 80 it answers {ACME_CHALLENGE_PREFIX}<token> in place of "
+                    "cert-manager's HTTP-01 solver (istiod moves only catch-all routes behind "
+                    "the solver's exact route) and issuance and renewal fail. Fix: remove the "
+                    "route, limit it to port 443 (`port: 443` in each match), or make it a "
+                    "catch-all (no uri or prefix /, no header, query, method, authority or "
+                    "scheme condition) so it sorts after the solver."
+                )
             report_violation(
-                f"{vs.ref} (hosts {hosts}): route {_route_label(route, index)} {what} and comes "
-                f"before the {ACME_CHALLENGE_PREFIX} route at http[{position}], shadowing the "
-                "HTTP-01 solver. Fix: move the challenge route to the top of spec.http.",
-                vs.urn,
+                f"{origin} (host '{host}'): {shadow.reason}, {consequence}",
+                urns.get((origin.kind, origin.namespace, origin.name)),
             )
 
 
@@ -506,14 +620,16 @@ def _destinations(vs: KubeObject) -> list[tuple[str, Mapping[str, Any]]]:
 def virtualservice_destination_allowed(
     args: ResourceArgs, report_violation: ReportViolation
 ) -> None:
-    """Traffic goes only to the configured portal backend and ACME solver (host and port)."""
+    """Traffic goes only to the configured portal backend (host and port).
+
+    Not to an ACME solver: cert-manager's solver Services are per challenge with
+    generated names, and their route comes from the solver's own Ingress.
+    """
     vs = _resource_object(args, ISTIO_GROUP, "VirtualService")
     if vs is None:
         return
     cfg = _config(args, s.VIRTUALSERVICE_DESTINATION_ALLOWED)
     allowed = {(_text(cfg["backendHost"]), _port(cfg["backendPort"]))}
-    if cfg["acmeChallengeEnabled"]:
-        allowed.add((_text(cfg["acmeChallengeHost"]), _port(cfg["acmeChallengePort"])))
     shown = ", ".join(sorted(f"{h}:{p}" for h, p in allowed))
     for where, destination in _destinations(vs):
         host = _text(destination.get("host"))
@@ -522,8 +638,9 @@ def virtualservice_destination_allowed(
             report_violation(
                 f"{vs.ref}: {where} sends traffic to {host or '<no host>'}:"
                 f"{port if port is not None else '<no port>'}, which is not an allowed "
-                f"destination ({shown}). Fix: route to backendHost:backendPort (or the ACME "
-                "solver) from Pulumi.<env>.yaml, with an explicit port number.",
+                f"destination ({shown}). Fix: route to backendHost:backendPort from "
+                "Pulumi.<env>.yaml, with an explicit port number (the ACME challenge needs no "
+                "route of ours: cert-manager's solver Ingress brings its own).",
                 vs.urn,
             )
 
@@ -576,7 +693,7 @@ def host_not_reserved(args: ResourceArgs, report_violation: ReportViolation) -> 
 
 
 def labels_required(args: ResourceArgs, report_violation: ReportViolation) -> None:
-    """Every Kubernetes object carries managed-by, tenant-id and this environment's label."""
+    """Every object carries managed-by and this environment's label; tenant objects a tenant id."""
     obj = kube_object(args.resource_type, args.props, args.urn)
     if obj is None:
         return
@@ -593,13 +710,13 @@ def labels_required(args: ResourceArgs, report_violation: ReportViolation) -> No
                 f"{key}={actual if actual is not None else '<missing>'} (expected {value})"
             )
     tenant = obj.labels.get(LABEL_TENANT)
-    if not isinstance(tenant, str) or not tenant:
+    if obj.per_tenant and (not isinstance(tenant, str) or not tenant):
         problems.append(f"{LABEL_TENANT} is missing (expected the tenant's id)")
     if problems:
         report_violation(
             f"{obj.ref} has wrong labels: {'; '.join(problems)}. Fix: render the object with "
-            "core.manifests.labels() for the stack's own environment config, so pruning and "
-            "exports can find it.",
+            "core.manifests.labels() (core.manifests.cluster_issuer() for the issuer) for the "
+            "stack's own environment config, so pruning and exports can find it.",
             obj.urn,
         )
 
@@ -661,7 +778,7 @@ def deletion_budget(args: StackArgs, report_violation: ReportViolation) -> None:
         return
     budget = _port(_config(args, s.DELETION_BUDGET)["maxDeletePercent"])
     limit = 0 if budget is None else budget
-    present = {o.slug for o in _stack_objects(args)}
+    present = {o.slug for o in _stack_objects(args) if o.per_tenant}
     dropped = sorted(before - present)
     percent = 100 * len(dropped) / len(before)
     if percent > limit:
@@ -707,8 +824,19 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         name=s.CERTIFICATE_ISSUER_ALLOWED,
-        description="Certificates use an allowed issuer of the configured kind.",
+        description=(
+            "Certificates use the issuer this stack declares, an allowed one of the configured "
+            "kind."
+        ),
         resource=certificate_issuer_allowed,
+    ),
+    Rule(
+        name=s.CLUSTER_ISSUER_HTTP01,
+        description=(
+            "ClusterIssuers use an https ACME server with TLS verified and only HTTP-01 Ingress "
+            "solvers of the configured class."
+        ),
+        resource=cluster_issuer_http01,
     ),
     Rule(
         name=s.CERTIFICATE_SINGLE_HOST,
@@ -721,18 +849,18 @@ RULES: tuple[Rule, ...] = (
     Rule(
         name=s.GATEWAY_TLS_REQUIRED,
         description=(
-            "Gateways terminate TLS on 443 with a credential, and port 80 never shadows the "
-            "ACME challenge with httpsRedirect."
+            "Gateways terminate TLS on 443 with a credential, serve plain HTTP on 80 and expose "
+            "no other port."
         ),
         resource=gateway_tls_required,
     ),
     Rule(
         name=s.ACME_CHALLENGE_NOT_SHADOWED,
         description=(
-            "With challenge routing on, the ACME challenge route comes before any redirect or "
-            "catch-all route."
+            "No route or httpsRedirect of ours answers the ACME challenge path on port 80 before "
+            "cert-manager's HTTP-01 solver does."
         ),
-        resource=acme_challenge_not_shadowed,
+        stack=acme_challenge_not_shadowed,
     ),
     Rule(
         name=s.VIRTUALSERVICE_GATEWAY_QUALIFIED,
@@ -743,7 +871,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         name=s.VIRTUALSERVICE_DESTINATION_ALLOWED,
-        description="VirtualServices route only to the configured backend and ACME solver.",
+        description="VirtualServices route only to the configured backend.",
         resource=virtualservice_destination_allowed,
     ),
     Rule(

@@ -34,6 +34,7 @@ HOST_NOT_RESERVED = "host-not-reserved"
 LABELS_REQUIRED = "labels-required"
 UNIQUE_HOST_PER_STACK = "unique-host-per-stack"
 DELETION_BUDGET = "deletion-budget"
+CLUSTER_ISSUER_HTTP01 = "cluster-issuer-http01"
 
 # The environment a missing --policy-pack-config stands for.
 DEFAULT_ENVIRONMENT = "staging"
@@ -42,7 +43,6 @@ RESERVED_SUFFIXES: tuple[str, ...] = tuple(sorted(RESERVED_TLDS | RESERVED_DOMAI
 
 _STRING: dict[str, Any] = {"type": "string", "minLength": 1}
 _PORT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 65535}
-_BOOLEAN: dict[str, Any] = {"type": "boolean"}
 _STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
 _PERCENT: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 100}
 
@@ -60,10 +60,6 @@ def _gateway_namespace(c: StackConfig) -> str:
     return c.gateway_namespace
 
 
-def _challenge_enabled(c: StackConfig) -> bool:
-    return c.acme_challenge_enabled
-
-
 SETTINGS: dict[str, tuple[Setting, ...]] = {
     CERTIFICATE_SECRET_COLOCATED: (
         Setting(key="gatewayNamespace", schema=_STRING, value=_gateway_namespace),
@@ -71,23 +67,21 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     CERTIFICATE_ISSUER_ALLOWED: (
         Setting(key="allowedIssuers", schema=_STRINGS, value=lambda c: list(c.allowed_issuers)),
         Setting(key="issuerKind", schema=_STRING, value=lambda c: c.issuer_kind),
+        # The ClusterIssuer this stack declares (or relies on): the only one
+        # whose solver is known to reach the gateway.
+        Setting(key="issuerName", schema=_STRING, value=lambda c: c.issuer_name),
     ),
     CERTIFICATE_SINGLE_HOST: (),
-    GATEWAY_TLS_REQUIRED: (
-        Setting(key="acmeChallengeEnabled", schema=_BOOLEAN, value=_challenge_enabled),
-    ),
-    ACME_CHALLENGE_NOT_SHADOWED: (
-        Setting(key="acmeChallengeEnabled", schema=_BOOLEAN, value=_challenge_enabled),
-    ),
+    GATEWAY_TLS_REQUIRED: (),
+    # Nothing to configure: the HTTP-01 solver is always in use (every
+    # Certificate renews through it), so its path must always be reachable.
+    ACME_CHALLENGE_NOT_SHADOWED: (),
     VIRTUALSERVICE_GATEWAY_QUALIFIED: (
         Setting(key="gatewayNamespace", schema=_STRING, value=_gateway_namespace),
     ),
     VIRTUALSERVICE_DESTINATION_ALLOWED: (
         Setting(key="backendHost", schema=_STRING, value=lambda c: c.backend_host),
         Setting(key="backendPort", schema=_PORT, value=lambda c: c.backend_port),
-        Setting(key="acmeChallengeEnabled", schema=_BOOLEAN, value=_challenge_enabled),
-        Setting(key="acmeChallengeHost", schema=_STRING, value=lambda c: c.acme_challenge_host),
-        Setting(key="acmeChallengePort", schema=_PORT, value=lambda c: c.acme_challenge_port),
     ),
     HOST_NOT_RESERVED: (
         Setting(key="baseDomain", schema=_STRING, value=lambda c: c.base_domain),
@@ -100,6 +94,9 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     UNIQUE_HOST_PER_STACK: (),
     DELETION_BUDGET: (
         Setting(key="maxDeletePercent", schema=_PERCENT, value=lambda c: c.deletion_budget_percent),
+    ),
+    CLUSTER_ISSUER_HTTP01: (
+        Setting(key="acmeIngressClass", schema=_STRING, value=lambda c: c.acme_ingress_class),
     ),
 }
 

@@ -7,13 +7,18 @@ Shared by the Temporal activity (reconcile_environment) and the one-shot
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from opentelemetry.trace import Tracer
 
 from adapters.gitops import GitOpsRepo, PublishResult
+from adapters.kube import KubeClient
 from adapters.telemetry import span
+from core.drift import drifted_fields
+from core.manifests import desired_documents
 from core.records import DomainRecord
 from core.status import DomainStatus
 from db.service import DomainService
@@ -27,12 +32,66 @@ def all_records(service: DomainService) -> list[DomainRecord]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Drift:
+    urn: str
+    kind: str
+    name: str
+    namespace: str | None
+    fields: tuple[str, ...]  # empty: the object is gone from the cluster
+
+    def line(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        what = ", ".join(self.fields) if self.fields else "deleted"
+        return f"{self.kind} {where}: {what}"
+
+
+def detect_drift(
+    stack: EnvironmentStack, kube: KubeClient, records: Sequence[DomainRecord]
+) -> list[Drift]:
+    """Objects the stack holds whose live copy no longer says what the rows declare."""
+    wanted = {_key(doc): doc for doc in desired_documents(records, stack.config)}
+    found = []
+    for item in stack.state_objects():
+        applied = item["outputs"]
+        desired = wanted.get(_key(applied)) if applied.get("kind") else None
+        if desired is None:
+            continue  # leaving the stack anyway
+        live = kube.live_object(desired)
+        fields = () if live is None else tuple(drifted_fields(desired, live))
+        if live is None or fields:
+            meta = desired["metadata"]
+            found.append(
+                Drift(
+                    urn=item["urn"],
+                    kind=str(desired["kind"]),
+                    name=str(meta["name"]),
+                    namespace=meta.get("namespace"),
+                    fields=fields,
+                )
+            )
+    return found
+
+
+def _key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = doc.get("metadata") or {}
+    return (str(doc.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def kube_client_for(stack: EnvironmentStack) -> KubeClient | None:
+    """The API server of a cluster-mode stack; None in gitops mode."""
+    if stack.config.mode != "cluster" or not stack.config.kubeconfig:
+        return None
+    return KubeClient.from_kubeconfig(Path(stack.config.kubeconfig))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReconcileReport:
     summary: RunSummary
     files: dict[str, str]
     published: PublishResult | None
     duration_seconds: float
     recovered: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
 
 
 def reconcile_once(
@@ -54,12 +113,20 @@ def reconcile_once(
             with span(tracer, "pulumi.recover", env=env):
                 recovered = tuple(stack.recover())
         records = load_records()
+        drift: list[Drift] = []
+        kube = kube_client_for(stack)
+        if kube is not None:
+            with span(tracer, "kubernetes.drift", env=env):
+                drift = detect_drift(stack, kube, records)
         with span(tracer, "pulumi.up", env=env):
             summary = stack.up(
                 records,
                 allow_empty=allow_empty,
                 confirm_deletions=confirm_deletions,
                 progress=progress,
+                # Hand-deleted objects come back through the refresh; hand-edited
+                # ones are re-created, since the provider's diff may not see the edit.
+                replace=[d.urn for d in drift if d.fields],
             )
         with span(tracer, "export", env=env):
             files = render_files(stack.state_objects(), environment=env)
@@ -73,4 +140,5 @@ def reconcile_once(
         published=published,
         duration_seconds=time.monotonic() - started,
         recovered=recovered,
+        drift=tuple(drift),
     )

@@ -114,6 +114,9 @@ class TenantChange:
         return "replace" if "replace" in ops else "update"
 
 
+ISSUER_FILE = program.ISSUER_RESOURCE  # <manifest root>/cluster-issuer.yaml
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunSummary:
     environment: str
@@ -231,6 +234,12 @@ class EnvironmentStack:
         self.policy_pack_config = policy_pack_config
         self._stack: auto.Stack | None = None
 
+    @property
+    def _live(self) -> bool | None:
+        # In cluster mode the state is read back from the API server before every
+        # diff, so a hand edit or a hand-deleted object is repaired by the next run.
+        return True if self.config.mode == "cluster" else None
+
     # ------------------------------------------------------------------ plumbing
     def _open(self, records: Sequence[DomainRecord]) -> auto.Stack:
         """The stack, selected once per instance, with `records` as its inline program."""
@@ -270,7 +279,7 @@ class EnvironmentStack:
 
     def stack_tenants(self) -> list[str]:
         """Slugs of the tenants the stack's state currently holds."""
-        return sorted({r["slug"] for r in self.state_objects()})
+        return sorted({r["slug"] for r in self.state_objects() if r["slug"] != ISSUER_FILE})
 
     def state_objects(self) -> list[dict[str, Any]]:
         """The Kubernetes objects in the stack state: slug, kind and the object."""
@@ -278,7 +287,9 @@ class EnvironmentStack:
         deployment = stack.export_stack().deployment or {}
         objects = []
         for res in deployment.get("resources", []):
-            slug = _slug_of(res.get("urn", ""))
+            urn = res.get("urn", "")
+            # The environment's ClusterIssuer is exported beside the tenants' files.
+            slug = ISSUER_FILE if urn.endswith(f"::{program.ISSUER_RESOURCE}") else _slug_of(urn)
             if slug is None or not res.get("type", "").startswith("kubernetes:"):
                 continue
             objects.append({"slug": slug, "urn": res["urn"], "outputs": res.get("outputs", {})})
@@ -299,14 +310,23 @@ class EnvironmentStack:
 
     # ------------------------------------------------------------------ operations
     def preview(
-        self, records: Sequence[DomainRecord], *, progress: Progress | None = None
+        self,
+        records: Sequence[DomainRecord],
+        *,
+        progress: Progress | None = None,
+        replace: Sequence[str] = (),
     ) -> RunSummary:
         desired = [m.slug for m in desired_state(records, self.config)]
         before = self.stack_tenants()
         stack = self._open(records)
         collector = _EventCollector(progress)
         try:
-            result = stack.preview(on_event=collector, **self._policy_args(before))
+            result = stack.preview(
+                on_event=collector,
+                refresh=self._live,
+                replace=list(replace) or None,
+                **self._policy_args(before),
+            )
         except auto.CommandError as exc:
             raise self._wrap_error(exc, collector) from exc
         log.debug("preview change summary: %s", result.change_summary)
@@ -356,13 +376,20 @@ class EnvironmentStack:
         allow_empty: bool = False,
         confirm_deletions: bool = False,
         progress: Progress | None = None,
+        replace: Sequence[str] = (),
     ) -> RunSummary:
-        planned = self.preview(records)
+        """Apply `records`; `replace` names URNs to re-create (drifted objects)."""
+        planned = self.preview(records, replace=replace)
         self.check_guards(planned, allow_empty=allow_empty, confirm_deletions=confirm_deletions)
         stack = self._open(records)
         collector = _EventCollector(progress)
         try:
-            result = stack.up(on_event=collector, **self._policy_args(planned.stack_tenants_before))
+            result = stack.up(
+                on_event=collector,
+                refresh=self._live,
+                replace=list(replace) or None,
+                **self._policy_args(planned.stack_tenants_before),
+            )
         except auto.CommandError as exc:
             raise self._wrap_error(exc, collector) from exc
         duration = 0.0

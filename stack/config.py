@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,11 @@ def stack_config_path(environment: str, root: Path = REPO_ROOT) -> Path:
     return root / f"Pulumi.{environment}.yaml"
 
 
-def load_stack_config(environment: str, root: Path = REPO_ROOT) -> StackConfig:
+def load_stack_config(
+    environment: str, root: Path = REPO_ROOT, environ: Mapping[str, str] | None = None
+) -> StackConfig:
+    """The stack config of `environment`; in cluster mode the kubeconfig may come from
+    $KUBECONFIG when the file names none (as kubectl does)."""
     path = stack_config_path(environment, root)
     if not path.is_file():
         known = ", ".join(sorted(p.name[7:-5] for p in root.glob("Pulumi.*.yaml")))
@@ -29,4 +35,12 @@ def load_stack_config(environment: str, root: Path = REPO_ROOT) -> StackConfig:
     raw = document.get("config") or {}
     if not isinstance(raw, dict):
         raise ConfigError("environment", f"{path.name}: `config` must be a map")
+    env = os.environ if environ is None else environ
+    if _value(raw, "mode") == "cluster" and _value(raw, "kubeconfig") is None:
+        if env.get("KUBECONFIG"):
+            raw = {**raw, "kubeconfig": env["KUBECONFIG"].split(os.pathsep)[0]}
     return parse_stack_config(raw, environment=environment)
+
+
+def _value(raw: Mapping[str, Any], key: str) -> Any:
+    return raw.get(f"portal-domains:{key}", raw.get(key))

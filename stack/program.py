@@ -15,10 +15,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from core.config import StackConfig
-from core.manifests import DomainManifests, Manifest, desired_state
+from core.manifests import DomainManifests, Manifest, cluster_issuer, desired_state
 from core.records import DomainRecord
 
 COMPONENT_TYPE = "portal-domains:index:PortalDomain"
+ISSUER_RESOURCE = "cluster-issuer"
 # Relative on purpose: provider inputs are part of its identity, and an
 # absolute path would differ per checkout and replace every resource.
 RENDER_DIR = "rendered-manifests"
@@ -35,6 +36,7 @@ class PortalDomain(pulumi.ComponentResource):
         manifests: DomainManifests,
         *,
         provider: k8s.Provider,
+        live: bool,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(COMPONENT_TYPE, manifests.slug, None, opts)
@@ -45,23 +47,42 @@ class PortalDomain(pulumi.ComponentResource):
             delete_before_replace=True,
         )
         self.certificate = _custom_resource(
-            f"{manifests.slug}-certificate", manifests.certificate, child_opts
+            f"{manifests.slug}-certificate", manifests.certificate, child_opts, live=live
         )
-        self.gateway = _custom_resource(f"{manifests.slug}-gateway", manifests.gateway, child_opts)
+        self.gateway = _custom_resource(
+            f"{manifests.slug}-gateway", manifests.gateway, child_opts, live=live
+        )
         self.virtual_service = _custom_resource(
-            f"{manifests.slug}-virtualservice", manifests.virtual_service, child_opts
+            f"{manifests.slug}-virtualservice", manifests.virtual_service, child_opts, live=live
         )
         self.register_outputs({"tenantId": manifests.tenant_id, "domain": manifests.domain})
 
 
+# Provider behaviour for objects applied to a live cluster (cluster mode):
+# - patchForce: these objects are ours; a hand edit takes ownership of the fields
+#   it touched, and without force the next server-side apply would stop on that
+#   conflict instead of restoring what the database says.
+# - background deletion: the provider otherwise deletes with foreground
+#   propagation, which waits for the garbage collector to finish the object's
+#   dependents; ours have none worth waiting for (cert-manager's
+#   CertificateRequests go with their Certificate either way).
+LIVE_ANNOTATIONS = {
+    "pulumi.com/patchForce": "true",
+    "pulumi.com/deletionPropagationPolicy": "background",
+}
+
+
 def _custom_resource(
-    name: str, manifest: Manifest, opts: pulumi.ResourceOptions
+    name: str, manifest: Manifest, opts: pulumi.ResourceOptions, *, live: bool
 ) -> k8s.apiextensions.CustomResource:
+    metadata = dict(manifest["metadata"])
+    if live:
+        metadata["annotations"] = {**metadata.get("annotations", {}), **LIVE_ANNOTATIONS}
     return k8s.apiextensions.CustomResource(
         name,
         api_version=manifest["apiVersion"],
         kind=manifest["kind"],
-        metadata=manifest["metadata"],
+        metadata=metadata,
         spec=manifest["spec"],
         opts=opts,
     )
@@ -81,7 +102,16 @@ def build(records: Sequence[DomainRecord], config: StackConfig) -> None:
     """Declare the resources for `records` (call inside a Pulumi program)."""
     manifests = desired_state(records, config)
     provider = make_provider(config)
+    live = config.mode == "cluster"
+    if config.declare_issuer:
+        # One per environment, cluster-scoped; its logical name is no tenant's prefix.
+        _custom_resource(
+            ISSUER_RESOURCE,
+            cluster_issuer(config),
+            pulumi.ResourceOptions(provider=provider),
+            live=live,
+        )
     for item in manifests:
-        PortalDomain(item, provider=provider)
+        PortalDomain(item, provider=provider, live=live)
     pulumi.export("environment", config.environment)
     pulumi.export("domains", {m.slug: m.domain for m in manifests})

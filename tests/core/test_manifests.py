@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 import yaml
 
 from core.config import StackConfig, parse_stack_config
-from core.manifests import DesiredStateError, desired_state, render_domain
+from core.manifests import DesiredStateError, cluster_issuer, desired_state, render_domain
 from core.records import DomainRecord
 from core.status import DomainStatus
 from tests.support.regen import may_rewrite
@@ -40,18 +41,48 @@ def _dump(docs: list[dict[str, object]]) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=True) for d in docs)
 
 
+# A self-signed test CA (EC P-256, CN "portal-domains golden test CA"; its key
+# was thrown away): what acmeCaBundle carries for a test ACME server such as Pebble.
+TEST_CA_PEM = """\
+-----BEGIN CERTIFICATE-----
+MIIBpzCCAU2gAwIBAgIUfFh7j6fDyCDKW8jaickRCCbyy1AwCgYIKoZIzj0EAwIw
+KDEmMCQGA1UEAwwdcG9ydGFsLWRvbWFpbnMgZ29sZGVuIHRlc3QgQ0EwIBcNMjYx
+MjAxMjMxMTQ2WhgPMjEyNjExMDcyMzExNDZaMCgxJjAkBgNVBAMMHXBvcnRhbC1k
+b21haW5zIGdvbGRlbiB0ZXN0IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE
+xnwokP6OwbSqYLjRs0HycA3jfDK42Ij+M4VcFU3xCM4pRp1CKpDjJIBfAXmFP7Fr
+hWt0d1B95V0D705vJWbNuqNTMFEwHQYDVR0OBBYEFByz+CP5oHWZkZWYrqKysowr
+TxWsMB8GA1UdIwQYMBaAFByz+CP5oHWZkZWYrqKysowrTxWsMA8GA1UdEwEB/wQF
+MAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgWG2u4IHvceZ/Yq2gShyaBHHTX9aC0uV1
+Ld+f5MQDZuQCIQDfHsg8GTrfHCnfpesJwc4bz4DAGLgEqTo4KBgJa//+Tw==
+-----END CERTIFICATE-----
+"""
+
+
+def pebble_config() -> StackConfig:
+    """Every ClusterIssuer key set, as for a test ACME server (Pebble) with its own CA."""
+    return parse_stack_config(
+        {
+            "issuerName": "pebble-http01",
+            "allowedIssuers": "pebble-http01",
+            "acmeServer": "https://pebble.pebble.svc.cluster.local:14000/dir",
+            "acmeEmail": "ops@portal-test.dev",
+            "acmeAccountKeySecret": "pebble-account",
+            "acmeCaBundle": base64.b64encode(TEST_CA_PEM.encode()).decode(),
+            "acmeIngressClass": "istio-test",
+        },
+        environment="prod",
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "config"),
     [
         ("default-staging", staging()),
-        (
-            "challenge-disabled",
-            parse_stack_config({"acmeChallengeEnabled": "false"}, environment="prod"),
-        ),
+        ("test-acme-server", pebble_config()),
     ],
 )
 def test_rendered_manifests_match_the_golden_file(name: str, config: StackConfig) -> None:
-    rendered = _dump(render_domain(record(), config).documents())
+    rendered = _dump([cluster_issuer(config), *render_domain(record(), config).documents()])
     golden = GOLDEN / f"{name}.yaml"
     if may_rewrite("UPDATE_GOLDEN"):
         golden.write_text(rendered)
@@ -72,12 +103,73 @@ def test_virtualservice_gateways_are_namespace_qualified() -> None:
     assert vs["spec"]["gateways"] == ["istio-system/portal-domain-abc1234"]
 
 
-def test_the_acme_challenge_route_comes_before_any_redirect() -> None:
-    routes = render_domain(record(), staging()).virtual_service["spec"]["http"]
-    assert routes[0]["match"] == [{"uri": {"prefix": "/.well-known/acme-challenge/"}}]
-    assert all("redirect" not in r for r in routes[:1])
+def test_no_route_of_ours_points_at_a_challenge_solver() -> None:
+    # cert-manager's solver Service has a generated name per challenge; its own
+    # Ingress routes the challenge path, so no route of ours may name one.
+    vs = render_domain(record(), staging()).virtual_service
+    assert [r["name"] for r in vs["spec"]["http"]] == [
+        "http-to-https",
+        "default-route",
+        "portal-backend",
+    ]
+    assert "acme-challenge" not in yaml.safe_dump(vs)
     gateway = render_domain(record(), staging()).gateway
     assert all("httpsRedirect" not in (s.get("tls") or {}) for s in gateway["spec"]["servers"])
+
+
+def test_the_https_redirect_is_a_port_80_catch_all_and_comes_first() -> None:
+    # First: any non-catch-all route above it would also be built on port 80.
+    first = render_domain(record(), staging()).virtual_service["spec"]["http"][0]
+    assert first == {
+        "name": "http-to-https",
+        "match": [{"port": 80}],
+        "redirect": {"scheme": "https", "redirectCode": 301},
+    }
+
+
+def test_the_cluster_issuer_is_the_one_certificates_name() -> None:
+    config = parse_stack_config(
+        {"issuerName": "le-http01", "allowedIssuers": "le-http01"}, environment="prod"
+    )
+    issuer = cluster_issuer(config)
+    ref = render_domain(record(), config).certificate["spec"]["issuerRef"]
+    assert (issuer["kind"], issuer["metadata"]["name"]) == (ref["kind"], ref["name"])
+    assert issuer["apiVersion"] == "cert-manager.io/v1" == f"{ref['group']}/v1"
+    assert "namespace" not in issuer["metadata"]  # cluster-scoped
+
+
+def test_the_cluster_issuer_defaults_to_lets_encrypt_production_with_an_istio_ingress_solver() -> (
+    None
+):
+    acme = cluster_issuer(staging())["spec"]["acme"]
+    assert acme == {
+        "server": "https://acme-v02.api.letsencrypt.org/directory",
+        "email": "platform@algapsa.com",
+        "privateKeySecretRef": {"name": "letsencrypt-http01-account-key"},
+        "solvers": [{"http01": {"ingress": {"class": "istio"}}}],
+    }
+
+
+def test_the_account_key_secret_follows_the_issuer_name_unless_set() -> None:
+    renamed = parse_stack_config(
+        {"issuerName": "le-http01", "allowedIssuers": "le-http01"}, environment="prod"
+    )
+    assert renamed.account_key_secret == "le-http01-account-key"
+    assert pebble_config().account_key_secret == "pebble-account"
+
+
+def test_the_ca_bundle_is_rendered_only_when_configured() -> None:
+    assert "caBundle" not in cluster_issuer(staging())["spec"]["acme"]
+    bundle = cluster_issuer(pebble_config())["spec"]["acme"]["caBundle"]
+    assert base64.b64decode(bundle).decode() == TEST_CA_PEM
+
+
+def test_the_cluster_issuer_carries_environment_labels_but_no_tenant() -> None:
+    labels = cluster_issuer(staging())["metadata"]["labels"]
+    assert labels == {
+        "app.kubernetes.io/managed-by": "portal-domains",
+        "portal-domains.algapsa.com/environment": "staging",
+    }
 
 
 def test_rendering_is_deterministic_and_ordered_by_slug() -> None:

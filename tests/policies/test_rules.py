@@ -27,7 +27,7 @@ from pulumi import automation as auto
 
 from cli.main import main
 from core.config import StackConfig
-from core.manifests import Manifest, render_domain
+from core.manifests import Manifest, cluster_issuer, render_domain
 from core.records import DomainRecord
 from core.status import DomainStatus
 from core.violations import PolicyViolation
@@ -41,6 +41,7 @@ from stack.toolchain import REPO_ROOT, PulumiEnvironment, pulumi_environment
 PACK_DIR = REPO_ROOT / "policies"
 STAGING = StackConfig(environment="staging")
 PROD = load_stack_config("prod")
+STAGING_FILE = load_stack_config("staging")
 RECORDS = fixtures.fixture_records()
 SLUGS = [r.prefix for r in RECORDS]
 _KIND_SUFFIX = {
@@ -71,18 +72,36 @@ class Doc:
         return f"urn:pulumi:ci::policy-case::{self.resource_type}::{self.name}"
 
 
+ISSUER_DOC = "cluster-issuer"
+BACKEND = {"destination": {"host": "sebastian.msp.svc.cluster.local", "port": {"number": 3000}}}
+
+
 def base_docs(config: StackConfig, records: Sequence[DomainRecord] = RECORDS) -> list[Doc]:
     docs = []
     for record in records:
         for manifest in render_domain(record, config).documents():
             suffix = _KIND_SUFFIX[manifest["kind"]]
             docs.append(Doc(name=f"{record.prefix}-{suffix}", manifest=copy.deepcopy(manifest)))
+    if config.declare_issuer:
+        docs.append(Doc(name=ISSUER_DOC, manifest=cluster_issuer(config)))
     return docs
 
 
 def obj(docs: list[Doc], kind: str, tenant: int = 0) -> Manifest:
     """The manifest of `kind` of the `tenant`-th fixture tenant."""
     return next(d.manifest for d in docs if d.name == f"{SLUGS[tenant]}-{_KIND_SUFFIX[kind]}")
+
+
+def acme(docs: list[Doc]) -> dict[str, Any]:
+    """spec.acme of the stack's ClusterIssuer."""
+    issuer = next(d.manifest for d in docs if d.name == ISSUER_DOC)
+    spec: dict[str, Any] = issuer["spec"]["acme"]
+    return spec
+
+
+def http_routes(docs: list[Doc], tenant: int = 0) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = obj(docs, "VirtualService", tenant)["spec"]["http"]
+    return routes
 
 
 def route(docs: list[Doc], name: str, tenant: int = 0) -> dict[str, Any]:
@@ -113,9 +132,31 @@ def seed_layout(docs: list[Doc]) -> None:
     obj(docs, "VirtualService")["spec"]["gateways"] = ["portal-domain-3f2b6c1"]
 
 
-def challenge_after_redirect(docs: list[Doc]) -> None:
-    routes = obj(docs, "VirtualService")["spec"]["http"]
-    routes.insert(1, routes.pop(0))
+def well_known_route(docs: list[Doc], *, at: int = 0) -> None:
+    """A route that can answer the challenge path, at position `at` of spec.http."""
+    route = {"name": "well-known", "match": [{"uri": {"prefix": "/.well-known/"}}]}
+    http_routes(docs).insert(at, {**route, "route": [BACKEND]})
+
+
+def seed_solver_route(docs: list[Doc]) -> None:
+    """The seed's challenge route to a fixed solver Service name, which never exists."""
+    destination = {
+        "host": "cm-acme-http-solver.istio-system.svc.cluster.local",
+        "port": {"number": 8089},
+    }
+    http_routes(docs).insert(
+        0,
+        {
+            "name": "acme-http01-challenge",
+            "match": [{"uri": {"prefix": "/.well-known/acme-challenge/"}}],
+            "route": [{"destination": destination}],
+        },
+    )
+
+
+def header_regex_route(docs: list[Doc]) -> None:
+    match = {"uri": {"regex": ".*"}, "headers": {"x-canary": {"exact": "1"}}}
+    http_routes(docs).insert(0, {"name": "canary", "match": [match], "route": [BACKEND]})
 
 
 def _unchanged(docs: list[Doc]) -> None:
@@ -167,10 +208,21 @@ CASES: list[Case] = [
     ),
     Case(id="fixtures-pass-the-committed-prod-config", render=PROD, pack=COMMITTED),
     Case(
-        id="https-redirect-on-port-80-passes-when-challenge-routing-is-off",
-        render=replace(STAGING, acme_challenge_enabled=False),
-        pack=replace(STAGING, acme_challenge_enabled=False),
-        mutate=https_redirect_on_port_80,
+        id="a-well-known-route-after-the-port-80-catch-all-redirect-passes",
+        engine=False,
+        mutate=lambda d: well_known_route(d, at=1),
+    ),
+    Case(
+        id="a-match-all-regex-route-first-passes-it-sorts-after-the-solver",
+        engine=False,
+        mutate=lambda d: http_routes(d).insert(
+            0, {"match": [{"uri": {"regex": ".*"}}], "route": [BACKEND]}
+        ),
+    ),
+    Case(
+        id="a-stack-that-does-not-declare-its-issuer-passes",
+        engine=False,
+        render=replace(STAGING, declare_issuer=False),
     ),
     Case(
         id="dropping-one-of-four-tenants-is-within-the-deletion-budget",
@@ -190,7 +242,7 @@ CASES: list[Case] = [
         fires={
             s.CERTIFICATE_SECRET_COLOCATED: M,
             s.CERTIFICATE_ISSUER_ALLOWED: M,
-            s.GATEWAY_TLS_REQUIRED: M,
+            s.ACME_CHALLENGE_NOT_SHADOWED: M,
             s.VIRTUALSERVICE_GATEWAY_QUALIFIED: M,
         },
         hints=["set certificateNamespace", "remove tls.httpsRedirect", "<namespace>/<name>"],
@@ -222,6 +274,62 @@ CASES: list[Case] = [
         fires={s.CERTIFICATE_ISSUER_ALLOWED: M},
         hints=["issuerRef.kind is 'Issuer', not 'ClusterIssuer'"],
     ),
+    Case(
+        id="certificate-names-an-allowed-issuer-the-stack-does-not-declare",
+        render=STAGING_FILE,
+        pack=STAGING_FILE,
+        mutate=lambda d: obj(d, "Certificate")["spec"]["issuerRef"].update(
+            name="letsencrypt-http01"
+        ),
+        fires={s.CERTIFICATE_ISSUER_ALLOWED: M},
+        hints=["not 'letsencrypt-staging-http01' (issuerName: the ClusterIssuer this stack"],
+    ),
+    # --- cluster-issuer-http01
+    Case(
+        id="cluster-issuer-solver-uses-ingress-class-name",
+        mutate=lambda d: acme(d)["solvers"][0]["http01"].update(
+            ingress={"ingressClassName": "istio"}
+        ),
+        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        hints=["needs an IngressClass object", "http01.ingress.class '<missing>', not 'istio'"],
+    ),
+    Case(
+        id="cluster-issuer-solver-uses-another-ingress-class",
+        engine=False,
+        mutate=lambda d: acme(d)["solvers"][0]["http01"]["ingress"].update({"class": "nginx"}),
+        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        hints=["http01.ingress.class 'nginx', not 'istio'", "acmeIngressClass"],
+    ),
+    Case(
+        id="cluster-issuer-solver-is-dns01",
+        engine=False,
+        mutate=lambda d: acme(d).update(solvers=[{"dns01": {"route53": {"region": "x"}}}]),
+        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        hints=["solvers[0] is dns01"],
+    ),
+    Case(
+        id="cluster-issuer-skips-tls-verification",
+        engine=False,
+        mutate=lambda d: acme(d).update(skipTLSVerify=True),
+        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        hints=["skipTLSVerify is true", "acmeCaBundle"],
+    ),
+    Case(
+        id="cluster-issuer-talks-plain-http-to-the-acme-server",
+        engine=False,
+        mutate=lambda d: acme(d).update(server="http://acme-v02.api.letsencrypt.org/directory"),
+        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        hints=["is not an https:// URL"],
+    ),
+    Case(
+        id="cluster-issuer-is-not-acme",
+        engine=False,
+        mutate=lambda d: next(x for x in d if x.name == ISSUER_DOC).manifest.update(
+            spec={"ca": {"secretName": "internal-ca"}}
+        ),
+        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        hints=["has no spec.acme"],
+    ),
     # --- certificate-single-host
     Case(
         id="certificate-with-two-hosts",
@@ -251,10 +359,11 @@ CASES: list[Case] = [
         hints=["use protocol HTTPS, tls.mode SIMPLE"],
     ),
     Case(
-        id="gateway-https-redirect-on-port-80-shadows-the-acme-solver",
-        mutate=https_redirect_on_port_80,
+        id="gateway-port-80-server-speaks-https",
+        engine=False,
+        mutate=lambda d: obj(d, "Gateway")["spec"]["servers"][1]["port"].update(protocol="HTTPS"),
         fires={s.GATEWAY_TLS_REQUIRED: M},
-        hints=["remove tls.httpsRedirect", "istio/istio#33593"],
+        hints=["expose only port 443 (HTTPS) and port 80"],
     ),
     Case(
         id="gateway-without-a-443-server",
@@ -265,17 +374,33 @@ CASES: list[Case] = [
     ),
     # --- acme-challenge-not-shadowed
     Case(
-        id="challenge-route-after-the-https-redirect",
-        mutate=challenge_after_redirect,
+        id="gateway-https-redirect-on-port-80-shadows-the-acme-solver",
+        mutate=https_redirect_on_port_80,
         fires={s.ACME_CHALLENGE_NOT_SHADOWED: M},
-        hints=["move the challenge route to the top of spec.http"],
+        hints=["remove tls.httpsRedirect", "istio/istio#33593", "host 'portal.acme-msp.com'"],
     ),
     Case(
-        id="challenge-route-missing-while-challenge-routing-is-on",
-        engine=False,
-        render=replace(STAGING, acme_challenge_enabled=False),
+        id="a-well-known-prefix-route-first-shadows-the-acme-solver",
+        mutate=well_known_route,
         fires={s.ACME_CHALLENGE_NOT_SHADOWED: M},
-        hints=["add a first http route matching prefix /.well-known/acme-challenge/"],
+        hints=["http[0] 'well-known' (uri prefix /.well-known/)", "limit it to port 443"],
+    ),
+    Case(
+        id="a-regex-route-with-a-header-match-shadows-the-acme-solver",
+        engine=False,
+        mutate=header_regex_route,
+        fires={s.ACME_CHALLENGE_NOT_SHADOWED: M},
+        hints=["http[0] 'canary' (uri regex .*, header conditions)"],
+    ),
+    Case(
+        id="the-seed-route-to-a-fixed-solver-service-shadows-the-real-solver",
+        engine=False,
+        mutate=seed_solver_route,
+        fires={s.ACME_CHALLENGE_NOT_SHADOWED: M, s.VIRTUALSERVICE_DESTINATION_ALLOWED: M},
+        hints=[
+            "http[0] 'acme-http01-challenge'",
+            "cm-acme-http-solver.istio-system.svc.cluster.local:8089, which is not an allowed",
+        ],
     ),
     # --- virtualservice-gateway-qualified
     Case(
@@ -321,7 +446,7 @@ CASES: list[Case] = [
             mirror={"host": "collector.evil.svc.cluster.local", "port": {"number": 80}}
         ),
         fires={s.VIRTUALSERVICE_DESTINATION_ALLOWED: M},
-        hints=["http[3].mirror sends traffic to collector.evil.svc.cluster.local:80"],
+        hints=["http[2].mirror sends traffic to collector.evil.svc.cluster.local:80"],
     ),
     # --- host-not-reserved
     Case(
@@ -368,6 +493,17 @@ CASES: list[Case] = [
         ),
         fires={s.LABELS_REQUIRED: M},
         hints=["tenant-id is missing"],
+    ),
+    Case(
+        id="cluster-issuer-labels-name-another-environment",
+        engine=False,
+        mutate=lambda d: (
+            next(x for x in d if x.name == ISSUER_DOC)
+            .manifest["metadata"]["labels"]
+            .update({"portal-domains.algapsa.com/environment": "prod"})
+        ),
+        fires={s.LABELS_REQUIRED: M},
+        hints=["ClusterIssuer letsencrypt-http01 has wrong labels"],
     ),
     # --- unique-host-per-stack
     Case(
@@ -459,7 +595,9 @@ def test_rule_functions_flag_exactly_the_broken_rule(case: Case) -> None:
         assert hint in text
 
 
-_REF = re.compile(r"\b(Certificate|Gateway|VirtualService) [a-z0-9-]+/[a-z0-9-]+\b")
+_REF = re.compile(
+    r"\b((Certificate|Gateway|VirtualService) [a-z0-9-]+/[a-z0-9-]+|ClusterIssuer [a-z0-9-]+)\b"
+)
 
 
 @pytest.mark.parametrize(
@@ -484,18 +622,6 @@ def test_deletion_budget_counts_exactly_the_budget_as_allowed() -> None:
     assert found == []
 
 
-def test_challenge_route_checks_follow_the_config_not_the_manifests() -> None:
-    docs = base_docs(replace(STAGING, acme_challenge_enabled=False))
-    allowed = run_rules(docs, s.policy_pack_config(replace(STAGING, acme_challenge_enabled=False)))
-    assert allowed == []
-    # The solver is an allowed destination only while challenge routing is on.
-    with_route = base_docs(STAGING)
-    found = run_rules(
-        with_route, s.policy_pack_config(replace(STAGING, acme_challenge_enabled=False))
-    )
-    assert {r for r, _, _ in found} == {s.VIRTUALSERVICE_DESTINATION_ALLOWED}
-
-
 def test_plain_copies_the_policy_sdk_proxies_into_plain_data() -> None:
     from pulumi_policy.proxy import unknown_checking_proxy
 
@@ -506,7 +632,7 @@ def test_plain_copies_the_policy_sdk_proxies_into_plain_data() -> None:
 # ------------------------------------------------------------------ pack definition and config
 def test_every_rule_has_a_kebab_case_name_and_a_one_sentence_description() -> None:
     names = [rule.name for rule in RULES]
-    assert len(set(names)) == len(names) == 11
+    assert len(set(names)) == len(names) == 12
     for rule in RULES:
         assert re.fullmatch(r"[a-z]+(-[a-z0-9]+)+", rule.name)
         assert rule.description.endswith(".")

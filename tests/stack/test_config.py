@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import base64
+import datetime
 
-from core.config import ConfigError, parse_stack_config
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from core.config import (
+    LETS_ENCRYPT_PRODUCTION,
+    LETS_ENCRYPT_STAGING,
+    ConfigError,
+    StackConfig,
+    parse_stack_config,
+)
 from stack.config import load_stack_config
 
 
@@ -28,7 +41,8 @@ def test_prod_and_staging_write_to_their_own_manifest_roots() -> None:
         ({"portal-domains:mode": "yolo"}, "mode"),
         ({"portal-domains:gatewayNamespace": "Istio_System"}, "gatewayNamespace"),
         ({"portal-domains:baseDomain": "not a host"}, "baseDomain"),
-        ({"portal-domains:acmeChallengeEnabled": "maybe"}, "acmeChallengeEnabled"),
+        ({"portal-domains:declareIssuer": "maybe"}, "declareIssuer"),
+        ({"portal-domains:acmeChallengeHost": "solver.svc"}, "acmeChallengeHost"),
         ({"portal-domains:manifestRoot": "../escape"}, "manifestRoot"),
         ({"portal-domains:manifestRoot": "/abs"}, "manifestRoot"),
         ({"portal-domains:issuerName": "rogue"}, "issuerName"),
@@ -46,3 +60,90 @@ def test_a_bad_value_is_an_error_naming_the_key(raw: dict[str, str], key: str) -
 def test_an_unknown_environment_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="prod, staging"):
         load_stack_config("qa")
+
+
+def test_prod_issues_from_lets_encrypt_production_and_staging_from_its_staging_server() -> None:
+    prod, staging = load_stack_config("prod"), load_stack_config("staging")
+    assert prod.acme_server == LETS_ENCRYPT_PRODUCTION
+    assert staging.acme_server == LETS_ENCRYPT_STAGING
+    assert prod.declare_issuer is staging.declare_issuer is True
+    assert (prod.acme_ingress_class, staging.acme_ingress_class) == ("istio", "istio")
+    # Distinct issuers, so distinct ACME accounts.
+    assert prod.account_key_secret == "letsencrypt-http01-account-key"
+    assert staging.account_key_secret == "letsencrypt-staging-http01-account-key"
+
+
+def test_the_issuer_defaults() -> None:
+    config = parse_stack_config({}, environment="staging")
+    assert config == StackConfig(environment="staging")
+    assert config.issuer_name == "letsencrypt-http01"
+    assert config.acme_server == "https://acme-v02.api.letsencrypt.org/directory"
+    assert config.acme_email == "platform@algapsa.com"
+    assert config.account_key_secret == "letsencrypt-http01-account-key"
+    assert config.acme_ca_bundle is None
+    assert config.acme_ingress_class == "istio"
+    assert config.declare_issuer is True
+
+
+def _pem_certificate() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ACME CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_ca_bundle_of_base64_pem_certificates_is_accepted() -> None:
+    bundle = base64.b64encode(_pem_certificate() + _pem_certificate()).decode()
+    config = parse_stack_config({"acmeCaBundle": bundle}, environment="staging")
+    assert config.acme_ca_bundle == bundle
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("acmeServer", "http://acme-v02.api.letsencrypt.org/directory"),
+        ("acmeServer", "acme-v02.api.letsencrypt.org/directory"),
+        ("acmeServer", "https://"),
+        ("acmeServer", "https://user:secret@acme.example-ca.com/dir"),
+        ("acmeServer", "https://acme.example-ca.com:99999/dir"),
+        ("acmeServer", "https://acme.example-ca.com/dir with space"),
+        ("acmeEmail", "platform"),
+        ("acmeEmail", "platform@localhost"),
+        ("acmeEmail", "a@b@algapsa.com"),
+        ("acmeEmail", "platform @algapsa.com"),
+        ("acmeAccountKeySecret", "Account_Key"),
+        ("acmeIngressClass", ""),
+        ("acmeCaBundle", "not base64!"),
+        # base64, but of text that is no PEM certificate
+        ("acmeCaBundle", base64.b64encode(b"hello").decode()),
+        # base64 of a PEM block whose body is no certificate
+        (
+            "acmeCaBundle",
+            base64.b64encode(
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+            ).decode(),
+        ),
+        # the PEM itself, not base64 of it
+        ("acmeCaBundle", "-----BEGIN CERTIFICATE-----"),
+    ],
+)
+def test_a_bad_issuer_value_is_an_error_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config({key: value}, environment="staging")
+    assert err.value.key == key
+
+
+def test_a_pem_certificate_that_is_not_base64_encoded_is_refused_with_a_hint() -> None:
+    pem = _pem_certificate().decode()
+    with pytest.raises(ConfigError, match="base64 -w0"):
+        parse_stack_config({"acmeCaBundle": pem}, environment="staging")
