@@ -43,7 +43,7 @@ def guarded(handler: Handler) -> Handler:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise CliError(
                 f"database error on {display_url(settings.database_url)}: {first_line}",
-                ExitCode.FAILED,
+                ExitCode.UNAVAILABLE,
             ) from exc
 
     return run

@@ -6,9 +6,9 @@ violations. The records are the built-in fixtures (`--fixtures`, the default) or
 the database's rows (`--no-fixtures`); they are previewed on a throwaway stack in
 a scratch file backend so the check never reads or locks the real stack.
 
-Exit codes: 0 no mandatory violation (advisory ones are listed), 1 at least one
-mandatory violation, 2 the check could not run (bad environment, no toolchain,
-the preview failed for another reason).
+Exit codes (cli.exit_codes): 0 no mandatory violation (advisory ones are listed),
+6 at least one mandatory violation, 2 bad input (unknown environment), 3 no
+toolchain, 1 the preview failed for another reason.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="preview a snapshot of records with the policy pack",
         description=(
             "Preview the environment's program for a snapshot of domain records with the "
-            "policy pack and list violations. Exit 1 on any mandatory violation."
+            "policy pack and list violations. Exit 6 on any mandatory violation."
         ),
     )
     check.add_argument("--env", required=True, help="environment (stack) name, e.g. staging")
@@ -167,7 +167,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     try:
         config = load_stack_config(args.env)
     except ConfigError as exc:
-        raise CliError(str(exc), ExitCode.FAILED) from exc
+        raise CliError.from_error(exc) from exc
     if args.fixtures:
         records = fixtures.fixture_records(config.base_domain)
         source = "fixtures"
@@ -203,7 +203,7 @@ def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     try:
         config = load_stack_config(args.env)
     except ConfigError as exc:
-        raise CliError(str(exc), ExitCode.FAILED) from exc
+        raise CliError.from_error(exc) from exc
     if args.write:
         path = write_policy_pack_config(config, committed_config_path(args.env))
         output.line(f"wrote {path}")

@@ -46,6 +46,14 @@ async def _serve(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.gitops_remote is None and not args.embedded:
+        # A production worker must never publish to the demo's local bare repo
+        # because a variable was forgotten.
+        raise CliError(
+            "PORTAL_DOMAINS_GITOPS_REMOTE is not set: set it to the nm-kube-config remote, "
+            f"or pass --embedded to publish to the local bare repo {settings.embedded_remote}",
+            ExitCode.INVALID_INPUT,
+        )
     asyncio.run(_serve(settings))
     return 0
 
@@ -81,6 +89,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the Temporal worker (workflows + activities)",
         description="Run the Temporal worker for PORTAL_DOMAINS_ENVIRONMENT. Address, namespace "
         "and task queue come from PORTAL_DOMAINS_TEMPORAL_ADDRESS / _NAMESPACE / _TASK_QUEUE.",
+    )
+    worker.add_argument(
+        "--embedded",
+        action="store_true",
+        help="allow the embedded defaults (publish to the local bare nm-kube-config repo)",
     )
     worker.set_defaults(handler=cmd_worker)
     demo = sub.add_parser(

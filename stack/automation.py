@@ -437,13 +437,21 @@ class EnvironmentStack:
         """
         done: list[str] = []
         stack = self._open(())
-        try:
-            stack.cancel()
-            done.append("cancelled the in-flight update (its lock is released)")
-        except auto.CommandError as exc:
-            log.debug("cancel: %s", exc)
-        removed = self._remove_stale_locks()
-        if removed:
+        locks = self._lock_files()
+        if locks or not self.penv.backend_url.startswith("file://"):
+            # Only a backend that records the update can cancel it; a file backend's
+            # lock is just the file, so cancel only when there is one.
+            try:
+                stack.cancel()
+            except auto.CommandError as exc:
+                log.debug("cancel: %s", exc)
+        removed = 0
+        for lock in self._lock_files():
+            lock.unlink(missing_ok=True)
+            removed += 1
+        if locks:
+            done.append(f"released the stale lock of a crashed update ({len(locks)} lock file(s))")
+        elif removed:
             done.append(f"removed {removed} stale lock file(s)")
         deployment = stack.export_stack()
         pending = (deployment.deployment or {}).get("pending_operations") or []
@@ -457,14 +465,10 @@ class EnvironmentStack:
             done.append("refreshed from the cluster")
         return done
 
-    def _remove_stale_locks(self) -> int:
+    def _lock_files(self) -> list[Path]:
         """File backends keep locks under .pulumi/locks/<org>/<project>/<stack>/."""
         url = self.penv.backend_url
         if not url.startswith("file://"):
-            return 0
+            return []
         root = Path(url.removeprefix("file://")) / ".pulumi" / "locks"
-        count = 0
-        for lock in root.glob(f"**/{PROJECT}/{self.stack_name}/*.json"):
-            lock.unlink(missing_ok=True)
-            count += 1
-        return count
+        return sorted(root.glob(f"**/{PROJECT}/{self.stack_name}/*.json"))

@@ -152,13 +152,28 @@ def test_authentication_comes_before_body_parsing(api: RunningApi) -> None:
     assert error_code(response) == "missing_token"
 
 
-@pytest.mark.postgres
-@pytest.mark.temporal
-def test_a_token_within_the_leeway_is_accepted(api: RunningApi) -> None:
-    with api.client() as client:
-        response = client.get(api.domain_url, headers=api.headers(role=ADMIN, tenant=TENANT))
-    assert response.status_code == 200
-    assert response.json()["status"] is None
+@pytest.mark.parametrize(
+    ("leeway", "expired_seconds_ago", "accepted"),
+    [(30, 10, True), (30, 90, False), (0, 10, False)],
+    ids=["inside-the-leeway", "outside-the-leeway", "no-leeway"],
+)
+def test_an_expired_token_is_accepted_only_within_the_leeway(
+    leeway: int, expired_seconds_ago: int, accepted: bool
+) -> None:
+    secret = "k" * 40
+    api = ApiSettings.from_env(
+        {"PORTAL_DOMAINS_JWT_KEY": secret, "PORTAL_DOMAINS_JWT_LEEWAY_SECONDS": str(leeway)}
+    )
+    assert api.jwt_leeway_seconds == leeway
+    token = jwt.encode(
+        _claims(exp=int(time.time()) - expired_seconds_ago), secret, algorithm="HS256"
+    )
+    if accepted:
+        assert verify_token(token, api).subject == "op-1"
+    else:
+        with pytest.raises(AuthError) as refused:
+            verify_token(token, api)
+        assert refused.value.code == "token_expired"
 
 
 # ----------------------------------------------------------------- pure checks

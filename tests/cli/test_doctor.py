@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.exit_codes import ExitCode
 from cli.main import main
 
 
@@ -24,6 +25,9 @@ def test_doctor_reports_every_component_ok_on_a_set_up_machine(
         "policy runtime",
         "temporal CLI",
         "database",
+        "kube-apiserver",
+        "etcd",
+        "kubectl",
     ]
     assert all(c["ok"] for c in checks), checks
 
@@ -36,7 +40,7 @@ def test_doctor_exits_non_zero_with_a_hint_when_the_database_is_unreachable(
         "PORTAL_DOMAINS_DATABASE_URL",
         "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2",
     )
-    assert main(["doctor"]) == 1
+    assert main(["doctor"]) == ExitCode.UNAVAILABLE
     out = capsys.readouterr().out
     assert "PROBLEM database" in out
     assert "PORTAL_DOMAINS_DATABASE_URL" in out
@@ -48,7 +52,7 @@ def test_doctor_points_at_setup_when_the_toolchain_is_missing(
     monkeypatch.setenv("PORTAL_DOMAINS_HOME", str(tmp_path))
     monkeypatch.setenv("PORTAL_DOMAINS_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    assert main(["doctor"]) == 1
+    assert main(["doctor"]) == ExitCode.UNAVAILABLE
     out = capsys.readouterr().out
     assert "PROBLEM pulumi CLI" in out
     assert "scripts/setup.sh" in out

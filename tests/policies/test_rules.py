@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
+from cli.exit_codes import ExitCode
 from cli.main import main
 from core.config import StackConfig
 from core.manifests import Manifest, cluster_issuer, render_domain
@@ -851,14 +852,14 @@ def test_policy_check_passes_the_fixture_tenants(
 
 
 @pytest.mark.pulumi
-def test_policy_check_exits_1_and_lists_a_mandatory_violation(
+def test_policy_check_exits_6_and_lists_a_mandatory_violation(
     cli_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bad = [replace(RECORDS[0], domain="acme.portal.algapsa.com"), *RECORDS[1:]]
     monkeypatch.setattr(fixtures, "fixture_records", lambda base_domain=None: bad)
     code = main(["policy", "check", "--env", "staging"])
     out = capsys.readouterr().out
-    assert code == 1, out
+    assert code == ExitCode.POLICY_VIOLATION, out
     assert f"[mandatory] {s.HOST_NOT_RESERVED}" in out
     assert "correct the tenant's domain record" in out
 

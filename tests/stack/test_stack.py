@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.manifest_files import sync_directory
+from adapters.manifest_files import HEADER_PREFIX, sync_directory
 from core.config import StackConfig, parse_stack_config
 from core.records import DomainRecord
 from core.status import DomainStatus
 from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
-from stack.export import render_files
+from stack.export import HEADER, render_files
 from stack.toolchain import pulumi_environment
 
 pytestmark = pytest.mark.pulumi
@@ -187,8 +187,11 @@ def test_a_stale_lock_and_pending_operations_from_a_crashed_run_are_recovered(
     assert (stack._open(()).export_stack().deployment or {}).get("pending_operations") in (None, [])
 
 
-def test_exported_files_carry_the_header_that_marks_them_as_ours() -> None:
-    from adapters.manifest_files import HEADER_PREFIX
-    from stack.export import HEADER
+def test_recover_on_a_healthy_stack_reports_nothing(work_dir: Path) -> None:
+    stack = make_stack(work_dir)
+    stack.up(records()[:1])
+    assert stack.recover() == []
 
+
+def test_exported_files_carry_the_header_that_marks_them_as_ours() -> None:
     assert HEADER.format(env="prod").startswith(HEADER_PREFIX)
