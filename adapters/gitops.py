@@ -183,8 +183,10 @@ def _commit_message(changes: Mapping[str, str], directory: str) -> str:
         return f"chore(portal-domains): sync {slugs[0]}"
     if not slugs:
         return f"chore(portal-domains): sync {directory}"
+    # Files, not tenants: the environment's cluster-issuer.yaml sits beside them.
+    head = ", ".join(slugs) if len(slugs) <= 3 else f"{len(slugs)} files"
     body = "\n".join(f"- {slug} ({changes[slug]})" for slug in slugs)
-    return f"chore(portal-domains): sync {len(slugs)} tenants\n\n{body}\n"
+    return f"chore(portal-domains): sync {head}\n\n{body}\n"
 
 
 class GitOpsRepo:

@@ -13,6 +13,7 @@ import base64
 import json
 import ssl
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -113,16 +114,24 @@ class KubeClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         request = urllib.request.Request(self.server + path, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl) as res:
-                return json.loads(res.read())
-        except urllib.error.HTTPError as err:
-            if err.code == 404:
-                return None
-            detail = err.read().decode(errors="replace")[:300]
-            raise KubeError(f"GET {path}: HTTP {err.code} {detail}") from None
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise KubeError(f"cannot reach the API server {self.server}: {err}") from None
+        for attempt in range(4):
+            try:
+                with urllib.request.urlopen(
+                    request, timeout=self.timeout, context=self._ssl
+                ) as res:
+                    return json.loads(res.read())
+            except urllib.error.HTTPError as err:
+                if err.code == 404:
+                    return None
+                detail = err.read().decode(errors="replace")[:300]
+                # 429: the API server asks to come back (e.g. a cache still filling).
+                if err.code == 429 and attempt < 3:
+                    time.sleep(min(float(err.headers.get("Retry-After") or 1), 5.0))
+                    continue
+                raise KubeError(f"GET {path}: HTTP {err.code} {detail}") from None
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                raise KubeError(f"cannot reach the API server {self.server}: {err}") from None
+        raise KubeError(f"GET {path}: the API server kept answering 429")
 
     # ------------------------------------------------------------------ questions
     def certificate_state(self, namespace: str, name: str, dns_name: str) -> CertificateState:

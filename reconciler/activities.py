@@ -25,9 +25,11 @@ from temporalio.client import Client
 
 from adapters.dns import CaaLookupFailed, DnsSettings, check_caa, cname_matches, lookup_cname
 from adapters.gitops import GitOpsError, GitOpsRepo
+from adapters.kube import KubeClient, KubeError
 from adapters.telemetry import Analytics, EventName, span
 from adapters.tls import ProbeTarget, check_certificate, probe_https
 from core.errors import PortalDomainsError
+from core.manifests import resource_name
 from core.status import DomainStatus
 from db.errors import DomainNotFound, StaleStatus
 from db.service import DomainService
@@ -64,6 +66,7 @@ class ActivityDependencies:
     domains: DomainService
     stack_for: Callable[[str], EnvironmentStack]
     git_for: Callable[[str], GitOpsRepo]
+    kube_for: Callable[[str], KubeClient | None] = lambda _environment: None
     dns: DnsSettings
     probe: ProbeSettings
     analytics: Analytics
@@ -182,6 +185,7 @@ class DomainActivities:
     # ------------------------------------------------------------------ TLS / HTTPS
     @activity.defn(name=p.CHECK_CERTIFICATE)
     def check_certificate(self, inp: p.CertificateCheckInput) -> p.CertificateCheckResult:
+        kube = self.deps.kube_for(inp.environment) if inp.environment else None
         with span(
             self.deps.tracer,
             "tls.check_certificate",
@@ -189,12 +193,31 @@ class DomainActivities:
             domain=inp.domain,
             stage="certificate_issuing",
         ):
+            if kube is not None:
+                return self._certificate_from_cluster(inp, kube)
             seen = check_certificate(self.deps.probe.target(inp.domain))
         return p.CertificateCheckResult(
             ok=seen.ok,
             message=seen.message,
             not_after=seen.not_after.isoformat() if seen.not_after else None,
         )
+
+    def _certificate_from_cluster(
+        self, inp: p.CertificateCheckInput, kube: KubeClient
+    ) -> p.CertificateCheckResult:
+        """Cluster mode: cert-manager's Ready condition decides, and its reason is shown."""
+        view = self.deps.domains.get(uuid.UUID(inp.tenant_id))
+        config = self.deps.stack_for(inp.environment).config
+        try:
+            state = kube.certificate_state(
+                config.certificate_namespace, resource_name(view.canonical_prefix), inp.domain
+            )
+        except KubeError as err:
+            raise to_application_error(err) from err
+        if state.ready:
+            return p.CertificateCheckResult(ok=True, message="Ready", not_after=state.not_after)
+        detail = f": {state.message}" if state.message else ""
+        return p.CertificateCheckResult(ok=False, message=f"cert-manager: {state.reason}{detail}")
 
     @activity.defn(name=p.PROBE_HTTPS)
     def probe_https(self, inp: p.HttpsProbeInput) -> p.HttpsProbeResult:

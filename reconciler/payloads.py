@@ -185,6 +185,8 @@ class EnvironmentState:
 class CertificateCheckInput:
     tenant_id: str
     domain: str
+    # Which environment's cluster to ask in cluster mode ("" in histories before it).
+    environment: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,11 +18,13 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from adapters.dns import DnsSettings
 from adapters.gitops import GitOpsRepo, GitSettings, ensure_bare_remote
+from adapters.kube import KubeClient
 from adapters.telemetry import Analytics
 from core.settings import Settings
 from db.service import DomainAction, DomainChange, DomainService
 from db.session import make_engine, make_session_factory
 from reconciler.activities import ActivityDependencies, DomainActivities, ProbeSettings
+from reconciler.environment_reconcile import kube_client_for
 from reconciler.starter import Signal, run_sync, signal_registration
 from reconciler.timings import timings_for
 from stack.automation import EnvironmentStack
@@ -147,6 +149,7 @@ def build_runtime(
 ) -> Runtime:
     stacks: dict[str, EnvironmentStack] = {}
     repos: dict[str, GitOpsRepo] = {}
+    kubes: dict[str, KubeClient | None] = {}
 
     def stack_for(environment: str) -> EnvironmentStack:
         if environment not in stacks:
@@ -158,10 +161,16 @@ def build_runtime(
             repos[environment] = gitops_repo(settings, environment)
         return repos[environment]
 
+    def kube_for(environment: str) -> KubeClient | None:
+        if environment not in kubes:
+            kubes[environment] = kube_client_for(stack_for(environment))
+        return kubes[environment]
+
     deps = ActivityDependencies(
         domains=domain_service(settings),
         stack_for=stack_for,
         git_for=git_for,
+        kube_for=kube_for,
         dns=dns or DnsSettings(nameservers=settings.dns_nameservers, port=settings.dns_port),
         probe=probe
         or ProbeSettings(

@@ -33,6 +33,7 @@ class PortalDomainRegistrationWorkflow:
         self._reconciled: dict[str, p.ReconcileOutcome] = {}
         self._stage = "starting"
         self._cname_lost = False
+        self._environment = ""
 
     # ------------------------------------------------------------------ signals
     @workflow.signal
@@ -137,6 +138,7 @@ class PortalDomainRegistrationWorkflow:
     @workflow.run
     async def run(self, inp: p.RegistrationInput) -> str:
         t = inp.timings
+        self._environment = inp.environment
         requested_at = inp.requested_at or workflow.info().start_time.isoformat()
         watch_checks = 0
         while True:
@@ -339,7 +341,9 @@ class PortalDomainRegistrationWorkflow:
         while True:
             result = await self._probe_activity(
                 p.CHECK_CERTIFICATE,
-                p.CertificateCheckInput(tenant_id=snap.tenant_id, domain=snap.domain),
+                p.CertificateCheckInput(
+                    tenant_id=snap.tenant_id, domain=snap.domain, environment=self._environment
+                ),
                 p.CertificateCheckResult,
             )
             if result.ok:

@@ -135,7 +135,7 @@ def test_the_first_publish_writes_every_tenant_in_one_commit(
     assert result.commit == history[0].hexsha
     assert len(history) == 2
     assert history[0].message == (
-        "chore(portal-domains): sync 2 tenants\n\n- acme (added)\n- beta (added)\n"
+        "chore(portal-domains): sync acme, beta\n\n- acme (added)\n- beta (added)\n"
     )
     assert (history[0].author.name, history[0].author.email) == (
         "portal-domains",

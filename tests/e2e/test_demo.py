@@ -26,8 +26,10 @@ def test_the_demo_settles_every_sample_and_a_second_run_changes_nothing(
         "clients.globex.io": "active",
         "help.initech.co.uk": "dns_failed",
     }
-    assert len(first["files"]) == 2
-    assert first["commits"][0].endswith("chore(portal-domains): sync 2 tenants")
+    assert len(first["files"]) == 3
+    assert "cluster-issuer.yaml" in first["files"]
+    assert first["commits"][0].split(" ", 1)[1].startswith("chore(portal-domains): sync ")
+    assert "cluster-issuer" in first["commits"][0]
 
     assert main(["demo", "--json"]) == 0
     second = json.loads(capsys.readouterr().out)

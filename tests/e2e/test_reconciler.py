@@ -43,7 +43,11 @@ def test_a_requested_domain_goes_active_then_removal_prunes_it_everywhere(
             files = h.remote_files()
             assert list(files) == [f"{slug}.yaml"]
             assert "portal.acme.com" in files[f"{slug}.yaml"]
-            assert h.remote_log()[0] == f"chore(portal-domains): sync {slug}"
+            issuer = h.issuer_file()
+            assert issuer is not None
+            assert "kind: ClusterIssuer" in issuer
+            first_sync = ", ".join(sorted([slug, "cluster-issuer"]))
+            assert h.remote_log()[0] == f"chore(portal-domains): sync {first_sync}"
 
             handle = h.runtime.client.get_workflow_handle(
                 p.registration_workflow_id(str(view.tenant_id))
@@ -223,10 +227,11 @@ def test_a_worker_killed_during_pulumi_up_is_recovered_by_the_next_worker(
                 second.wait(timeout=60)
             stack = h.runtime.deps.stack_for("staging")
             objects = await asyncio.to_thread(stack.state_objects)
-            assert len(objects) == 3
+            assert len(objects) == 4  # the tenant's three and the ClusterIssuer
             assert list(h.remote_files()) == [f"{view.canonical_prefix}.yaml"]
             syncs = [m for m in h.remote_log() if m.startswith("chore(portal-domains)")]
-            assert syncs == [f"chore(portal-domains): sync {view.canonical_prefix}"]
+            first_sync = ", ".join(sorted([view.canonical_prefix, "cluster-issuer"]))
+            assert syncs == [f"chore(portal-domains): sync {first_sync}"]
             log = (tmp_path / "worker-2.log").read_text()
             # The kill came while the lock file existed: the retry must say it released it.
             assert "recovered the stack" in log, log

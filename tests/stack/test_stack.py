@@ -63,9 +63,9 @@ def test_three_tenants_become_nine_resources_and_three_yaml_files(work_dir: Path
     assert summary.counts["create"] == 9
     assert {t.slug for t in summary.tenants} == {"1111111", "2222222", "3333333"}
     assert any("Certificate" in line and "1111111" in line for line in lines)
-    assert len(stack.state_objects()) == 9
+    assert len(stack.state_objects()) == 10  # and the environment's ClusterIssuer
     files = export(stack, work_dir / "out")
-    assert sorted(files) == ["1111111.yaml", "2222222.yaml", "3333333.yaml"]
+    assert sorted(files) == ["1111111.yaml", "2222222.yaml", "3333333.yaml", "cluster-issuer.yaml"]
     text = files["1111111.yaml"]
     assert text.count("\n---\n") == 2
     assert "credentialName: portal-domain-1111111-tls" in text
@@ -91,7 +91,7 @@ def test_a_disabled_tenant_is_pruned_and_other_files_stay_byte_identical(work_di
 
     stack.up(changed)
     after = export(stack, work_dir / "out")
-    assert sorted(after) == ["1111111.yaml", "3333333.yaml"]
+    assert sorted(after) == ["1111111.yaml", "3333333.yaml", "cluster-issuer.yaml"]
     assert after["1111111.yaml"] == before["1111111.yaml"]
     assert after["3333333.yaml"] == before["3333333.yaml"]
 

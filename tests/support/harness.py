@@ -37,11 +37,13 @@ from reconciler import payloads as p
 from reconciler.activities import ProbeSettings
 from reconciler.wiring import Runtime, build_runtime, connect, domain_service, workflow_hook
 from reconciler.worker import make_worker
+from stack.automation import ISSUER_FILE as ISSUER_SLUG
 from stack.config import load_stack_config
 from tests.support.capture_server import CaptureServer
 from tests.support.timings import TEST_TIMINGS_SETTING
 
 MANIFEST_ROOT = load_stack_config("staging").manifest_root
+ISSUER_FILE = f"{ISSUER_SLUG}.yaml"
 
 
 @dataclass
@@ -90,9 +92,17 @@ class Harness:
             f"{self.runtime.activities.reconcile_runs} reconcile runs)"
         )
 
-    def remote_files(self) -> dict[str, str]:
+    def all_remote_files(self) -> dict[str, str]:
         names = _git(self.remote, "ls-tree", "--name-only", f"main:{MANIFEST_ROOT}").split()
         return {n: _git(self.remote, "show", f"main:{MANIFEST_ROOT}/{n}") for n in names}
+
+    def remote_files(self) -> dict[str, str]:
+        """The tenants' files (the ClusterIssuer's aside: see issuer_file)."""
+        return {n: t for n, t in self.all_remote_files().items() if n != ISSUER_FILE}
+
+    def issuer_file(self) -> str | None:
+        """The environment's cluster-issuer.yaml in the remote, if published."""
+        return self.all_remote_files().get(ISSUER_FILE)
 
     def remote_log(self) -> list[str]:
         return _git(self.remote, "log", "--format=%s", "main").splitlines()
