@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from loopback.pki import self_signed_ca
 from stack.toolchain import VERSIONS_FILE, cache_root, read_pins
 
 log = logging.getLogger(__name__)
@@ -393,34 +394,9 @@ def _make_pki(pki: Path) -> dict[str, Path]:
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=365)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portal-domains dev-cluster CA")])
+    ca_cert = self_signed_ca(ca_key, "portal-domains dev-cluster CA", days=365)
+    ca_name = ca_cert.subject
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
 
     server_key = ec.generate_private_key(ec.SECP256R1())
     alt_names: list[x509.GeneralName] = [

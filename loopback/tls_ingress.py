@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from loopback.pki import self_signed_ca
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CERTIFICATE_NAME = "ingress-default.invalid"
@@ -72,37 +74,9 @@ class TestCertificateAuthority:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self._key = _key()
-        now = dt.datetime.now(dt.UTC)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        public = self._key.public_key()
-        self._name = name
-        self._ski = x509.SubjectKeyIdentifier.from_public_key(public)
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(self._ski, critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
+        self.certificate = self_signed_ca(self._key, common_name, days=30)
+        self._name = self.certificate.subject
+        self._ski = x509.SubjectKeyIdentifier.from_public_key(self._key.public_key())
         self.ca_pem_path = directory / "ca.pem"
         self.ca_pem_path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
