@@ -69,14 +69,15 @@ def test_preview_then_reconcile_commits_once_and_is_idempotent(
     assert main(["reconcile", "--env", "staging", "--json", "--quiet"]) == 0
     first = _json(capsys)
     assert first["commit"]
-    assert len(first["changed_files"]) == 2  # type: ignore[arg-type]
+    assert len(first["changed_files"]) == 3  # type: ignore[arg-type]  # + cluster-issuer
     log = subprocess.run(
         ["git", "--git-dir", str(home / "nm-kube-config.git"), "log", "--format=%s", "main"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert log.stdout.splitlines()[0] == "chore(portal-domains): sync 2 tenants"
+    files = sorted(name.removesuffix(".yaml") for name in first["changed_files"])  # type: ignore[attr-defined]
+    assert log.stdout.splitlines()[0] == f"chore(portal-domains): sync {', '.join(files)}"
 
     assert main(["reconcile", "--env", "staging", "--json", "--quiet"]) == 0
     second = _json(capsys)
@@ -86,7 +87,7 @@ def test_preview_then_reconcile_commits_once_and_is_idempotent(
     out = home / "export"
     assert main(["export", "--env", "staging", "--out", str(out), "--json"]) == 0
     exported = _json(capsys)
-    assert len(exported["written"]) == 2  # type: ignore[arg-type]
+    assert len(exported["written"]) == 3  # type: ignore[arg-type]  # + cluster-issuer
 
 
 def test_up_without_a_terminal_refuses_deletions_unless_confirmed(
@@ -149,5 +150,5 @@ def test_pulumi_preview_from_the_repo_root_reads_the_same_database_and_config(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 domain row(s) loaded from the database" in result.stdout
-    assert "10 to create" in result.stdout  # stack, provider, 2 components, 6 objects
+    assert "11 to create" in result.stdout  # stack, provider, issuer, 2 components, 6 objects
     assert "portal-domains@v" in result.stdout  # the policy pack ran

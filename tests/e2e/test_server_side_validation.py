@@ -403,15 +403,16 @@ def test_export_validate_through_the_cli(
     validation = report["validation"]
     assert validation["accepted"] is True, validation["problems"]
     assert validation["problems"] == []
-    assert validation["files"] == len(CLI_DOMAINS)
-    assert validation["objects"] == 3 * len(CLI_DOMAINS)
+    # the tenants' files and cluster-issuer.yaml
+    assert validation["files"] == len(CLI_DOMAINS) + 1
+    assert validation["objects"] == 3 * len(CLI_DOMAINS) + 1
 
     # $KUBECONFIG when --kubeconfig is absent; text output.
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "all accepted" in text
-    assert f"{3 * len(CLI_DOMAINS)} objects in {len(CLI_DOMAINS)} files" in text
+    assert f"{3 * len(CLI_DOMAINS) + 1} objects in {len(CLI_DOMAINS) + 1} files" in text
 
 
 @pytest.mark.pulumi

@@ -141,7 +141,7 @@ def test_deleting_more_tenants_than_the_cap_needs_confirmation(work_dir: Path) -
         stack.up(keep_one)
     assert refused.value.code == "deletion_cap"
     assert "2222222" in str(refused.value)
-    assert len(stack.state_objects()) == 9
+    assert len(stack.state_objects()) == 10  # and the ClusterIssuer
     summary = stack.up(keep_one, confirm_deletions=True)
     assert summary.counts["delete"] == 6
 
