@@ -436,6 +436,9 @@ class EnvironmentStack:
         environment workflow serialises updates, so its own retry qualifies).
         """
         done: list[str] = []
+        repaired = self._repair_checkpoint_files()
+        if repaired:
+            done.append(f"removed {repaired} half-written checkpoint file(s) left by the crash")
         stack = self._open(())
         locks = self._lock_files()
         if locks or not self.penv.backend_url.startswith("file://"):
@@ -464,6 +467,22 @@ class EnvironmentStack:
             self.refresh(progress=progress)
             done.append("refreshed from the cluster")
         return done
+
+    def _repair_checkpoint_files(self) -> int:
+        """A file backend killed mid-write leaves a temp file and possibly an empty
+        `.attrs` sidecar, which makes every later load fail with "EOF". Both are
+        safe to drop: the checkpoint itself is only ever replaced by a rename."""
+        url = self.penv.backend_url
+        if not url.startswith("file://"):
+            return 0
+        stacks = Path(url.removeprefix("file://")) / ".pulumi" / "stacks" / PROJECT
+        count = 0
+        for path in stacks.glob(f"{self.stack_name}.json*"):
+            broken_sidecar = path.name.endswith(".attrs") and path.stat().st_size == 0
+            if path.name.endswith(".tmp") or broken_sidecar:
+                path.unlink(missing_ok=True)
+                count += 1
+        return count
 
     def _lock_files(self) -> list[Path]:
         """File backends keep locks under .pulumi/locks/<org>/<project>/<stack>/."""

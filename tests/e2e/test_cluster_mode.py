@@ -9,6 +9,12 @@ tenant prefixes, so they share one cluster without seeing each other.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +31,7 @@ from core.status import DomainStatus
 from loopback.cluster import ClusterInfo, api_request, running_cluster
 from reconciler.environment_reconcile import detect_drift, reconcile_once
 from stack.automation import EnvironmentStack
-from stack.toolchain import pulumi_environment
+from stack.toolchain import REPO_ROOT, pulumi_environment
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.pulumi]
 
@@ -194,3 +200,80 @@ def test_an_object_deleted_by_hand_comes_back_with_the_next_up(
     summary = stack.up([row])
     assert summary.counts["create"] == 1
     assert stored(cluster, "Gateway", row.prefix) is not None
+
+
+CRASHING_UP = """
+import dataclasses, json, sys
+from pathlib import Path
+from core.config import parse_stack_config
+from core.records import DomainRecord
+from core.status import DomainStatus
+from stack.automation import EnvironmentStack
+from stack.toolchain import pulumi_environment
+
+work, kubeconfig, issuer = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+rows = json.loads(sys.argv[4])
+config = dataclasses.replace(
+    parse_stack_config({"issuerName": issuer, "allowedIssuers": issuer}, environment="staging"),
+    mode="cluster",
+    kubeconfig=kubeconfig,
+)
+penv = pulumi_environment(work_dir=work, environ={"PULUMI_CONFIG_PASSPHRASE": "test"})
+records = [DomainRecord(**{**r, "status": DomainStatus.ACTIVE}) for r in rows]
+EnvironmentStack(penv, config, work_dir=work).up(records)
+"""
+
+
+def test_an_up_killed_with_pending_operations_is_recovered_and_converges(
+    cluster: ClusterInfo, work_dir: Path
+) -> None:
+    rows = tenants(8)
+    config = cluster_config(cluster)
+    payload = json.dumps(
+        [{k: v for k, v in dataclasses.asdict(r).items() if k != "status"} for r in rows]
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CRASHING_UP,
+            str(work_dir),
+            str(cluster.kubeconfig),
+            config.issuer_name,
+            payload,
+        ],
+        cwd=REPO_ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = (
+        work_dir / "pulumi-state" / ".pulumi" / "stacks" / "portal-domains" / "staging.json"
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while True:  # kill the whole process group the moment a step is in flight
+            assert proc.poll() is None, "the up finished before it could be killed"
+            assert time.monotonic() < deadline, "never saw a pending operation"
+            try:
+                latest = json.loads(checkpoint.read_text())["checkpoint"]["latest"] or {}
+            except (OSError, ValueError, KeyError, TypeError):
+                latest = {}
+            if latest.get("pending_operations"):
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    stack = make_stack(work_dir, config)
+    steps = stack.recover()
+    assert any("pending operation" in step for step in steps), steps
+    assert any("lock" in step for step in steps), steps
+    stack.up(rows)
+    for row in rows:
+        for kind in KINDS:
+            assert stored(cluster, kind, row.prefix) is not None, (kind, row.prefix)
+    assert stack.recover() == ["refreshed from the cluster"]
