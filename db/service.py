@@ -51,7 +51,6 @@ from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -60,6 +59,7 @@ from core.canonical import canonical_host, certificate_secret_name, choose_prefi
 from core.hostnames import HostnameError, normalize_base_domain, normalize_hostname
 from core.records import DomainRecord
 from core.status import DEPLOYABLE, DomainStatus, check_transition
+from db import repository as repo
 from db.errors import (
     ConcurrentUpdate,
     DomainAlreadyClaimed,
@@ -428,19 +428,16 @@ class DomainService:
 
     def get(self, tenant_id: UUID) -> DomainView:
         with self._sessions() as session:
-            row = session.scalars(
-                select(PortalDomain).where(PortalDomain.tenant_id == tenant_id)
-            ).one_or_none()
+            row = repo.row_of(session, tenant_id)
             if row is None:
                 raise DomainNotFound(tenant_id)
             return _view(row)
 
     def list(self, status: DomainStatus | None = None) -> builtins.list[DomainView]:
-        query = select(PortalDomain)
-        if status is not None:
-            query = query.where(PortalDomain.status == status)
         with self._sessions() as session:
-            views = [_view(row) for row in session.scalars(query)]
+            views = [
+                _view(row) for row in repo.rows_in(session, None if status is None else [status])
+            ]
         return sorted(views, key=lambda v: str(v.tenant_id))
 
     def load_records(
@@ -451,19 +448,13 @@ class DomainService:
         if not wanted:
             return []
         with self._sessions() as session:
-            rows = session.scalars(select(PortalDomain).where(PortalDomain.status.in_(wanted)))
-            records = [_view(row).to_record() for row in rows]
+            records = [_view(row).to_record() for row in repo.rows_in(session, wanted)]
         return sorted(records, key=lambda r: r.tenant_id)
 
     def audit_log(self, tenant_id: UUID) -> builtins.list[AuditEntry]:
         """The tenant's audit rows, oldest first."""
         with self._sessions() as session:
-            rows = session.scalars(
-                select(PortalDomainAudit)
-                .where(PortalDomainAudit.tenant_id == tenant_id)
-                .order_by(PortalDomainAudit.id)
-            )
-            return [_audit_entry(row) for row in rows]
+            return [_audit_entry(row) for row in repo.audit_rows(session, tenant_id)]
 
     # ----------------------------------------------------------------- helpers
 
@@ -471,9 +462,7 @@ class DomainService:
         self, session: Session, tenant_id: UUID, host: str, actor: str
     ) -> tuple[DomainView, DomainChange]:
         row = self._lock_row(session, tenant_id)
-        holder = session.scalars(
-            select(PortalDomain.tenant_id).where(PortalDomain.domain == host)
-        ).one_or_none()
+        holder = repo.holder_of(session, host)
         if holder is not None and holder != tenant_id:
             raise DomainAlreadyClaimed(host)
         now = self._clock()
@@ -520,13 +509,7 @@ class DomainService:
 
     def _new_row(self, session: Session, tenant_id: UUID, host: str, now: datetime) -> PortalDomain:
         # Only prefixes sharing the tenant's first 7 hex digits can collide.
-        taken = set(
-            session.scalars(
-                select(PortalDomain.canonical_prefix).where(
-                    PortalDomain.canonical_prefix.startswith(tenant_id.hex[:7], autoescape=True)
-                )
-            )
-        )
+        taken = repo.prefixes_starting_with(session, tenant_id.hex[:7])
         prefix = choose_prefix(tenant_id, taken)
         if len(prefix) > 7:
             logger.warning(
@@ -564,45 +547,24 @@ class DomainService:
         details: Mapping[str, Any] | None,
         expected_version: int | None,
     ) -> bool:
-        now = self._clock()
-        conditions = [PortalDomain.tenant_id == tenant_id, PortalDomain.status == expected_status]
-        if expected_version is not None:
-            conditions.append(PortalDomain.version == expected_version)
-        values: dict[str, Any] = {
-            "status_message": message,
-            "last_checked_at": now,
-            "updated_at": now,
-        }
-        if details is not None:
-            values["verification_details"] = copy.deepcopy(dict(details))
-        if expected_status != new_status:
-            values["status"] = new_status
-            values["version"] = PortalDomain.version + 1
-        result = session.execute(
-            update(PortalDomain)
-            .where(*conditions)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        return repo.conditional_update(
+            session,
+            tenant_id,
+            expected_status=expected_status,
+            new_status=new_status,
+            message=message,
+            details=details,
+            expected_version=expected_version,
+            now=self._clock(),
         )
-        assert isinstance(result, CursorResult)
-        return result.rowcount == 1
 
     @staticmethod
     def _lock_row(session: Session, tenant_id: UUID) -> PortalDomain | None:
-        # FOR UPDATE on PostgreSQL; SQLite transactions are serialised by
-        # BEGIN IMMEDIATE (db.session) and ignore the clause.
-        return session.scalars(
-            select(PortalDomain)
-            .where(PortalDomain.tenant_id == tenant_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).one_or_none()
+        return repo.lock_row(session, tenant_id)
 
     def _holder_of(self, host: str) -> UUID | None:
         with self._sessions() as session:
-            return session.scalars(
-                select(PortalDomain.tenant_id).where(PortalDomain.domain == host)
-            ).one_or_none()
+            return repo.holder_of(session, host)
 
     def _audit(
         self,
