@@ -106,3 +106,18 @@ def audit_rows(session: Session, tenant_id: UUID) -> list[PortalDomainAudit]:
             .order_by(PortalDomainAudit.id)
         )
     )
+
+
+def set_synced_versions(session: Session, versions: Mapping[str, str]) -> int:
+    """Store what the cluster held after an apply, per canonical prefix; rows updated."""
+    updated = 0
+    for prefix, text in versions.items():
+        result = session.execute(
+            update(PortalDomain)
+            .where(PortalDomain.canonical_prefix == prefix)
+            .values(last_synced_resource_version=text)
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(result, CursorResult)
+        updated += result.rowcount
+    return updated

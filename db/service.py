@@ -424,6 +424,15 @@ class DomainService:
             detail={"reason": reason},
         )
 
+    def record_synced_versions(self, versions: Mapping[str, str]) -> int:
+        """After a cluster-mode apply: what the API server stored, per canonical prefix.
+
+        Bookkeeping of the reconciler, not a change of the domain: not audited
+        and no status transition.
+        """
+        with self._sessions.begin() as session:
+            return repo.set_synced_versions(session, versions)
+
     # ------------------------------------------------------------------- reads
 
     def get(self, tenant_id: UUID) -> DomainView:

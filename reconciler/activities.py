@@ -25,12 +25,13 @@ from temporalio.client import Client
 
 from adapters.dns import CaaLookupFailed, DnsSettings, check_caa, cname_matches, lookup_cname
 from adapters.gitops import GitOpsError, GitOpsRepo
-from adapters.kube import KubeClient, KubeError
+from adapters.kube import ISTIO, KubeClient, KubeError, ObjectVersion
 from adapters.telemetry import Analytics, EventName, span
 from adapters.tls import ProbeTarget, check_certificate, probe_https
 from core.errors import PortalDomainsError
 from core.manifests import resource_name
 from core.status import DomainStatus
+from core.sync import Synced, parse_synced, routing_not_accepted
 from db.errors import DomainNotFound, StaleStatus
 from db.service import DomainService
 from reconciler import payloads as p
@@ -221,6 +222,7 @@ class DomainActivities:
 
     @activity.defn(name=p.PROBE_HTTPS)
     def probe_https(self, inp: p.HttpsProbeInput) -> p.HttpsProbeResult:
+        kube = self.deps.kube_for(inp.environment) if inp.environment else None
         with span(
             self.deps.tracer,
             "https.probe",
@@ -228,8 +230,39 @@ class DomainActivities:
             domain=inp.domain,
             stage="deploying",
         ):
+            if kube is not None:
+                waiting = self._routing_not_accepted(inp, kube)
+                if waiting is not None:
+                    return p.HttpsProbeResult(ok=False, status=None, message=waiting)
             result = probe_https(self.deps.probe.target(inp.domain))
         return p.HttpsProbeResult(ok=result.ok, status=result.status, message=result.message)
+
+    def _routing_not_accepted(self, inp: p.HttpsProbeInput, kube: KubeClient) -> str | None:
+        """Cluster mode: the Gateway and VirtualService we applied are what the cluster holds."""
+        view = self.deps.domains.get(uuid.UUID(inp.tenant_id))
+        config = self.deps.stack_for(inp.environment).config
+        name = resource_name(view.canonical_prefix)
+        try:
+            live = {
+                "Gateway": _synced(
+                    kube.object_version(
+                        ISTIO, "gateways", "Gateway", config.gateway_namespace, name
+                    )
+                ),
+                "VirtualService": _synced(
+                    kube.object_version(
+                        ISTIO,
+                        "virtualservices",
+                        "VirtualService",
+                        config.virtual_service_namespace,
+                        name,
+                    )
+                ),
+            }
+        except KubeError as err:
+            raise to_application_error(err) from err
+        reason = routing_not_accepted(parse_synced(view.last_synced_resource_version), live)
+        return f"routing not in place yet: {reason}" if reason else None
 
     # ------------------------------------------------------------------ events
     @activity.defn(name=p.EMIT_EVENT)
@@ -288,6 +321,7 @@ class DomainActivities:
                 tracer=self.deps.tracer,
                 # a previous attempt may have died mid-update: lock, pending ops
                 recover_first=attempt > 1,
+                record_synced=self.deps.domains.record_synced_versions,
             )
         except RefusedRun as err:
             raise to_application_error(err, prefix="refused: ") from err
@@ -333,3 +367,9 @@ class DomainActivities:
             },
         )
         return outcome
+
+
+def _synced(found: ObjectVersion | None) -> Synced | None:
+    if found is None:
+        return None
+    return Synced(resource_version=found.resource_version, generation=found.generation)

@@ -21,8 +21,9 @@ from core.drift import drifted_fields
 from core.manifests import desired_documents
 from core.records import DomainRecord
 from core.status import DomainStatus
+from core.sync import Synced, format_synced
 from db.service import DomainService
-from stack.automation import EnvironmentStack, Progress, RunSummary
+from stack.automation import ISSUER_FILE, EnvironmentStack, Progress, RunSummary
 from stack.export import render_files
 
 
@@ -77,6 +78,21 @@ def _key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
     return (str(doc.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
 
 
+def synced_versions(objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Per tenant prefix, what the API server stored at the apply (from the stack's outputs)."""
+    per_prefix: dict[str, dict[str, Synced]] = {}
+    for item in objects:
+        outputs = item["outputs"]
+        meta = outputs.get("metadata") or {}
+        if item["slug"] == ISSUER_FILE or not meta.get("resourceVersion"):
+            continue
+        per_prefix.setdefault(item["slug"], {})[str(outputs.get("kind"))] = Synced(
+            resource_version=str(meta["resourceVersion"]),
+            generation=int(meta.get("generation") or 0),
+        )
+    return {prefix: format_synced(found) for prefix, found in per_prefix.items()}
+
+
 def kube_client_for(stack: EnvironmentStack) -> KubeClient | None:
     """The API server of a cluster-mode stack; None in gitops mode."""
     if stack.config.mode != "cluster" or not stack.config.kubeconfig:
@@ -104,6 +120,7 @@ def reconcile_once(
     allow_empty: bool = False,
     confirm_deletions: bool = False,
     progress: Progress | None = None,
+    record_synced: Callable[[Mapping[str, str]], object] | None = None,
 ) -> ReconcileReport:
     started = time.monotonic()
     env = stack.stack_name
@@ -129,7 +146,10 @@ def reconcile_once(
                 replace=[d.urn for d in drift if d.fields],
             )
         with span(tracer, "export", env=env):
-            files = render_files(stack.state_objects(), environment=env)
+            objects = stack.state_objects()
+            files = render_files(objects, environment=env)
+        if kube is not None and record_synced is not None:
+            record_synced(synced_versions(objects))
         published = None
         if git is not None:
             with span(tracer, "git.push", env=env):

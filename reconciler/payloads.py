@@ -200,6 +200,8 @@ class CertificateCheckResult:
 class HttpsProbeInput:
     tenant_id: str
     domain: str
+    # Cluster mode checks the applied routing first ("" in histories before it).
+    environment: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

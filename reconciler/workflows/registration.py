@@ -380,7 +380,9 @@ class PortalDomainRegistrationWorkflow:
         while True:
             result = await self._probe_activity(
                 p.PROBE_HTTPS,
-                p.HttpsProbeInput(tenant_id=snap.tenant_id, domain=snap.domain),
+                p.HttpsProbeInput(
+                    tenant_id=snap.tenant_id, domain=snap.domain, environment=self._environment
+                ),
                 p.HttpsProbeResult,
             )
             if result.ok:

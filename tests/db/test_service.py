@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 import sqlalchemy as sa
@@ -555,3 +555,19 @@ def test_a_failing_hook_keeps_the_change_and_a_retry_runs_it_again(engine: sa.En
 def test_an_empty_actor_is_refused(service: DomainService) -> None:
     with pytest.raises(ValueError, match="actor"):
         service.request(ALICE, "portal.acme.com", " ")
+
+
+def test_synced_versions_are_stored_per_prefix_without_an_audit_row(
+    service: DomainService, changes: list[DomainChange]
+) -> None:
+    tenant = uuid4()
+    view = service.request(tenant, "portal.acme.com", "operator:test")
+    audit_before = len(service.audit_log(tenant))
+    changes.clear()
+    text = "Certificate=812/1,Gateway=813/1,VirtualService=814/2"
+    assert service.record_synced_versions({view.canonical_prefix: text, "0000000": "x"}) == 1
+    after = service.get(tenant)
+    assert after.last_synced_resource_version == text
+    assert after.version == view.version  # bookkeeping, not a transition
+    assert len(service.audit_log(tenant)) == audit_before
+    assert changes == []  # no workflow is signalled for it

@@ -28,6 +28,7 @@ from core.config import StackConfig, parse_stack_config
 from core.manifests import LABEL_MANAGED_BY, LABEL_TENANT_SLUG, resource_name
 from core.records import DomainRecord
 from core.status import DomainStatus
+from core.sync import ROUTING_KINDS, Synced, parse_synced, routing_not_accepted
 from loopback.cluster import ClusterInfo, api_request, running_cluster
 from reconciler.environment_reconcile import detect_drift, reconcile_once
 from stack.automation import EnvironmentStack
@@ -277,3 +278,43 @@ def test_an_up_killed_with_pending_operations_is_recovered_and_converges(
         for kind in KINDS:
             assert stored(cluster, kind, row.prefix) is not None, (kind, row.prefix)
     assert stack.recover() == ["refreshed from the cluster"]
+
+
+def test_each_apply_records_what_the_cluster_stored_and_the_routing_check_reads_it(
+    cluster: ClusterInfo, work_dir: Path
+) -> None:
+    [row] = tenants(1)
+    stack = make_stack(work_dir, cluster_config(cluster))
+    recorded: dict[str, str] = {}
+    reconcile_once(
+        stack=stack,
+        load_records=lambda: [row],
+        git=None,
+        tracer=trace.get_tracer("test"),
+        record_synced=recorded.update,
+    )
+    synced = parse_synced(recorded[row.prefix])
+    assert set(synced) == set(KINDS)
+    for kind in KINDS:
+        obj = stored(cluster, kind, row.prefix)
+        assert obj is not None
+        assert synced[kind].resource_version == obj["metadata"]["resourceVersion"]
+
+    def live() -> dict[str, Synced | None]:
+        found: dict[str, Synced | None] = {}
+        for kind in ROUTING_KINDS:
+            obj = stored(cluster, kind, row.prefix)
+            found[kind] = (
+                None
+                if obj is None
+                else Synced(
+                    resource_version=obj["metadata"]["resourceVersion"],
+                    generation=obj["metadata"]["generation"],
+                )
+            )
+        return found
+
+    assert routing_not_accepted(synced, live()) is None
+    gone = api_request(cluster, "DELETE", f"{KINDS['VirtualService']}/{resource_name(row.prefix)}")
+    assert gone.ok, gone.text
+    assert routing_not_accepted(synced, live()) == "the VirtualService is missing from the cluster"
