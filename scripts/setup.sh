@@ -7,7 +7,9 @@
 #      built from the Go module proxy into a cache folder keyed by versions;
 #   3. kube-apiserver, etcd, kubectl and the real cert-manager/Istio CRDs for the
 #      loopback cluster (scripts/setup-kubernetes.sh);
-#   4. PostgreSQL server binaries (Debian package) when missing.
+#   4. cert-manager's controllers, Pebble and BIND 9 for the real-certificate e2e
+#      (scripts/setup-certificates.sh);
+#   5. PostgreSQL server binaries (Debian package) when missing.
 # Re-running it takes seconds. Set PORTAL_DOMAINS_CACHE to move the cache
 # (default ~/.cache/portal-domains); set PORTAL_DOMAINS_SKIP_PULUMI_BUILD=1 to
 # rely on a pulumi toolchain already on PATH.
@@ -131,6 +133,13 @@ fi
 CURRENT_STEP="kubernetes toolchain (scripts/setup-kubernetes.sh)"
 step "$CURRENT_STEP"
 bash "$ROOT/scripts/setup-kubernetes.sh" || fail "scripts/setup-kubernetes.sh failed (its output above names the step)"
+
+# ---------------------------------------------------------------- certificates
+# cert-manager's controllers (our main over its v1.21.2 packages), Pebble and
+# BIND 9 for the real-certificate e2e (DNS-01 by CNAME delegation).
+CURRENT_STEP="certificate toolchain (scripts/setup-certificates.sh)"
+step "$CURRENT_STEP"
+bash "$ROOT/scripts/setup-certificates.sh" || fail "scripts/setup-certificates.sh failed (its output above names the step)"
 
 # ---------------------------------------------------------------- postgresql
 CURRENT_STEP="postgresql server"
