@@ -25,6 +25,7 @@ from opentelemetry import trace
 
 from adapters.kube import ISTIO, KubeClient
 from core.config import StackConfig, parse_stack_config
+from core.istio_routes import challenge_shadowed_by
 from core.manifests import LABEL_MANAGED_BY, LABEL_TENANT_SLUG, resource_name
 from core.records import DomainRecord
 from core.status import DomainStatus
@@ -318,3 +319,85 @@ def test_each_apply_records_what_the_cluster_stored_and_the_routing_check_reads_
     gone = api_request(cluster, "DELETE", f"{KINDS['VirtualService']}/{resource_name(row.prefix)}")
     assert gone.ok, gone.text
     assert routing_not_accepted(synced, live()) == "the VirtualService is missing from the cluster"
+
+
+def _solver_ingress(host: str, token: str) -> dict[str, Any]:
+    """The Ingress cert-manager's HTTP-01 solver creates (pkg/issuer/acme/http/ingress.go)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "generateName": "cm-acme-http-solver-",
+            "namespace": "istio-system",
+            "labels": {"acme.cert-manager.io/http01-solver": "true"},
+            "annotations": {"kubernetes.io/ingress.class": "istio"},
+        },
+        "spec": {
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": f"/.well-known/acme-challenge/{token}",
+                                "pathType": "Exact",
+                                "backend": {
+                                    "service": {
+                                        "name": "cm-acme-http-solver-x7k2p",
+                                        "port": {"number": 8089},
+                                    }
+                                },
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+
+
+def test_the_challenge_solvers_route_is_not_shadowed_by_what_the_server_stored(
+    cluster: ClusterInfo, work_dir: Path
+) -> None:
+    [row] = tenants(1)
+    config = cluster_config(cluster)
+    make_stack(work_dir, config).up([row])
+    token = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
+    created = api_request(
+        cluster,
+        "POST",
+        "/apis/networking.k8s.io/v1/namespaces/istio-system/ingresses",
+        _solver_ingress(row.domain, token),
+    )
+    assert created.ok, created.text
+    ingress = created.body
+    assert (
+        ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"]
+        == config.acme_ingress_class
+    )
+    path = ingress["spec"]["rules"][0]["http"]["paths"][0]
+    assert path["pathType"] == "Exact"
+
+    gateway = stored(cluster, "Gateway", row.prefix)
+    vs = stored(cluster, "VirtualService", row.prefix)
+    assert gateway is not None
+    assert vs is not None
+    assert challenge_shadowed_by([gateway], [vs], row.domain, path["path"]) == []
+
+    # The seed's design, stored by the same server, is caught: a prefix route to a
+    # fixed solver service ahead of the catch-all.
+    seed_route = {
+        "name": "acme-http01-challenge",
+        "match": [{"uri": {"prefix": "/.well-known/acme-challenge/"}}],
+        "route": [{"destination": {"host": "cm-acme-http-solver.istio-system.svc.cluster.local"}}],
+    }
+    patched = api_request(
+        cluster,
+        "PATCH",
+        f"{KINDS['VirtualService']}/{resource_name(row.prefix)}",
+        {"spec": {"http": [seed_route, *vs["spec"]["http"]]}},
+        content_type="application/merge-patch+json",
+    )
+    assert patched.ok, patched.text
+    assert patched.body is not None
+    assert challenge_shadowed_by([gateway], [patched.body], row.domain, path["path"]) != []
