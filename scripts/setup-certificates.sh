@@ -24,62 +24,15 @@ main() (
   versions="$root/scripts/toolchain/versions.env"
   # shellcheck source=toolchain/versions.env
   source "$versions"
-  for var in CERT_MANAGER_VERSION PEBBLE_VERSION; do
-    if [ -z "${!var:-}" ]; then
-      printf 'setup-certificates FAILED: %s is not set in %s\n' "$var" "$versions" >&2
-      exit 1
-    fi
-  done
+  SETUP_NAME="setup-certificates"
+  # shellcheck source=lib/toolchain-steps.sh
+  source "$root/scripts/lib/toolchain-steps.sh"
+  require_pins "$versions" CERT_MANAGER_VERSION PEBBLE_VERSION
+  trap on_exit EXIT
   cache="${PORTAL_DOMAINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portal-domains}"
   bin="$cache/toolchain/cert-manager-${CERT_MANAGER_VERSION}_pebble-${PEBBLE_VERSION}/bin"
   tc="$root/scripts/toolchain"
   started=$(date +%s)
-
-  CURRENT_STEP="start"
-  REPORTED=""
-  CLEANUP=()
-  step() { CURRENT_STEP="$1"; printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-  fail() {
-    REPORTED=1
-    printf '\nsetup-certificates FAILED in step "%s": %s\n' "$CURRENT_STEP" "$*" >&2
-    exit 1
-  }
-  on_exit() {
-    local rc=$?
-    # A half-written binary goes, so the next run builds it again.
-    if [ ${#CLEANUP[@]} -gt 0 ]; then rm -rf "${CLEANUP[@]}"; fi
-    if [ $rc -ne 0 ] && [ -z "$REPORTED" ]; then
-      printf '\nsetup-certificates FAILED in step "%s" (exit %s); the output above says why\n' \
-        "$CURRENT_STEP" "$rc" >&2
-    fi
-  }
-  trap on_exit EXIT
-
-  # go_build <wrapper module dir> <output binary> <package> <extra ldflags>
-  # Builds to a private temporary name and renames it, so an interrupted build
-  # never leaves a truncated binary that a later run would take as done.
-  go_build() {
-    local dir="$1" out="$2" pkg="$3" ldflags="$4" tmp="$2.tmp.$$" t0
-    command -v go >/dev/null || fail "Go is required to build $(basename "$out")"
-    CLEANUP+=("$tmp")
-    rm -f "$tmp"
-    t0=$(date +%s)
-    (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath \
-      -ldflags "-s -w $ldflags" -o "$tmp" "$pkg") || fail "go build $pkg failed (output above)"
-    mv -f "$tmp" "$out"
-    echo "built $(basename "$out") in $(( $(date +%s) - t0 ))s"
-  }
-
-  # expect_version <binary> <text its output must contain> <version args...>
-  expect_version() {
-    local binary="$1" want="$2" got
-    shift 2
-    got="$("$binary" "$@" 2>&1)" || fail "$binary $* failed: $got"
-    case "$got" in
-      *"$want"*) echo "$(basename "$binary"): $(printf '%s' "$got" | head -n 1)" ;;
-      *) fail "$binary reports '$(printf '%s' "$got" | head -n 1)', expected $want (delete it to rebuild)" ;;
-    esac
-  }
 
   # pinned_in <go.mod> <module> <version>: the wrapper must build what versions.env says.
   pinned_in() {

@@ -24,62 +24,18 @@ main() (
   versions="$root/scripts/toolchain/versions.env"
   # shellcheck source=toolchain/versions.env
   source "$versions"
-  for var in KUBERNETES_VERSION ETCD_VERSION CERT_MANAGER_VERSION ISTIO_CRDS_VERSION; do
-    if [ -z "${!var:-}" ]; then
-      printf 'setup-kubernetes FAILED: %s is not set in %s\n' "$var" "$versions" >&2
-      exit 1
-    fi
-  done
+  SETUP_NAME="setup-kubernetes"
+  # shellcheck source=lib/toolchain-steps.sh
+  source "$root/scripts/lib/toolchain-steps.sh"
+  require_pins "$versions" KUBERNETES_VERSION ETCD_VERSION CERT_MANAGER_VERSION ISTIO_CRDS_VERSION
+  trap on_exit EXIT
   cache="${PORTAL_DOMAINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portal-domains}"
   bin="$cache/toolchain/kubernetes-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}/bin"
   crds="$cache/toolchain/crds-cert-manager-${CERT_MANAGER_VERSION}_istio-${ISTIO_CRDS_VERSION}"
   started=$(date +%s)
 
-  CURRENT_STEP="start"
-  REPORTED=""
-  CLEANUP=()
-  step() { CURRENT_STEP="$1"; printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-  fail() {
-    REPORTED=1
-    printf '\nsetup-kubernetes FAILED in step "%s": %s\n' "$CURRENT_STEP" "$*" >&2
-    exit 1
-  }
-  on_exit() {
-    local rc=$?
-    # Half-written outputs go, so the next run starts that part over.
-    if [ ${#CLEANUP[@]} -gt 0 ]; then rm -rf "${CLEANUP[@]}"; fi
-    if [ $rc -ne 0 ] && [ -z "$REPORTED" ]; then
-      printf '\nsetup-kubernetes FAILED in step "%s" (exit %s); the output above says why\n' \
-        "$CURRENT_STEP" "$rc" >&2
-    fi
-  }
-  trap on_exit EXIT
-
   need_go() {  # need_go <what Go is needed for, and the way around it>
     command -v go >/dev/null || fail "Go is required $1"
-  }
-
-  # go_build <wrapper module dir> <output binary> <package> <extra ldflags>
-  # Writes to a private temporary name and renames, so an interrupted build never
-  # leaves a truncated binary that a later run would take as done.
-  go_build() {
-    local dir="$1" out="$2" pkg="$3" ldflags="$4" tmp="$2.tmp.$$"
-    CLEANUP+=("$tmp")
-    rm -f "$tmp"
-    (cd "$dir" && CGO_ENABLED=0 go build -mod=readonly -trimpath \
-      -ldflags "-s -w $ldflags" -o "$tmp" "$pkg") || fail "go build $pkg failed (output above)"
-    mv -f "$tmp" "$out"
-  }
-
-  # expect_version <binary> <text its version output must contain> <version args...>
-  expect_version() {
-    local binary="$1" want="$2" got
-    shift 2
-    got="$("$binary" "$@" 2>&1)" || fail "$binary $* failed: $got"
-    case "$got" in
-      *"$want"*) echo "$(basename "$binary"): $(printf '%s' "$got" | head -n 1)" ;;
-      *) fail "$binary reports '$(printf '%s' "$got" | head -n 1)', expected $want (delete it to rebuild)" ;;
-    esac
   }
 
   # ------------------------------------------------------------ binaries
