@@ -142,7 +142,7 @@ class KubeClient:
                 ready=False, reason="NotFound", message=f"Certificate {namespace}/{name} is absent"
             )
         status = cert.get("status") or {}
-        ready = _condition(status, "Ready")
+        ready = condition(cert, "Ready")
         if ready and ready.get("status") == "True":
             return CertificateState(
                 ready=True,
@@ -240,8 +240,9 @@ def _named(config: Mapping[str, Any], section: str, name: Any, path: Path) -> Ma
     raise KubeError(f"kubeconfig {path}: no {section[:-1]} named {name!r}")
 
 
-def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    for condition in status.get("conditions") or []:
-        if isinstance(condition, Mapping) and condition.get("type") == kind:
-            return condition
+def condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    """The status condition of type `kind` of an object, if it has one."""
+    for found in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(found, Mapping) and found.get("type") == kind:
+            return found
     return None

@@ -63,8 +63,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapters.dns import DnsSettings
+from adapters.kube import condition, object_path
 from loopback.cluster import ClusterInfo, api_request
-from loopback.pki import self_signed_ca
+from loopback.pki import self_signed_ca, write_private
 from stack.toolchain import VERSIONS_FILE, cache_root, read_pins
 
 log = logging.getLogger(__name__)
@@ -237,12 +238,6 @@ def _free_port(taken: set[int], *, udp: bool = False) -> int:
 def _address_in_use(child: _Child) -> bool:
     tail = child.log_tail(200).lower()
     return "address already in use" in tail or "address in use" in tail
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def _state_dir(path: Path) -> Path:
@@ -469,7 +464,7 @@ def running_dns_server(
         for attempt in range(_BIND_ATTEMPTS):
             port = _free_port(taken, udp=True)
             conf = state_dir / "named.conf"
-            _write_private(
+            write_private(
                 conf,
                 _named_conf(state_dir, port, files, [acme_key, tenant_key], updaters).encode(),
             )
@@ -540,7 +535,7 @@ def _tls_pair(folder: Path, common_name: str) -> tuple[Path, Path, Path]:
     ca_path, cert_path, key_path = folder / "ca.crt", folder / "tls.crt", folder / "tls.key"
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(
+    write_private(
         key_path,
         server_key.private_bytes(
             serialization.Encoding.PEM,
@@ -811,23 +806,6 @@ def cluster_issuer_manifest(
 
 # --------------------------------------------------------------------------- API helpers
 
-_CM = "cert-manager.io/v1"
-_COLLECTIONS = {
-    ("v1", "Namespace"): "/api/v1/namespaces",
-    ("v1", "Secret"): "/api/v1/namespaces/{namespace}/secrets",
-    (_CM, "ClusterIssuer"): f"/apis/{_CM}/clusterissuers",
-    (_CM, "Certificate"): f"/apis/{_CM}/namespaces/{{namespace}}/certificates",
-}
-
-
-def object_path(obj: Mapping[str, Any]) -> str:
-    """The API path of `obj` (one of the kinds this module creates)."""
-    collection = _COLLECTIONS.get((obj["apiVersion"], obj["kind"]))
-    if collection is None:
-        raise AcmeError(f"no API path known for {obj['apiVersion']} {obj['kind']}")
-    metadata = obj["metadata"]
-    return collection.format(namespace=metadata.get("namespace", "")) + f"/{metadata['name']}"
-
 
 def create(cluster: ClusterInfo, obj: Mapping[str, Any], *, exist_ok: bool = True) -> None:
     """POST `obj`; an existing object of that name is fine when `exist_ok`."""
@@ -839,15 +817,6 @@ def create(cluster: ClusterInfo, obj: Mapping[str, Any], *, exist_ok: bool = Tru
         f"creating {obj['kind']} {obj['metadata']['name']}: HTTP {response.status}: "
         f"{response.message}"
     )
-
-
-def condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    """The status condition of type `kind`, if the object has one."""
-    for item in (obj.get("status") or {}).get("conditions") or []:
-        if item.get("type") == kind:
-            found: Mapping[str, Any] = item
-            return found
-    return None
 
 
 def wait_until_ready(

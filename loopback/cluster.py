@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from loopback.pki import self_signed_ca
+from loopback.pki import self_signed_ca, write_private
 from stack.toolchain import VERSIONS_FILE, cache_root, read_pins
 
 log = logging.getLogger(__name__)
@@ -368,14 +368,6 @@ def _write_state(state_dir: Path, state: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- PKI
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret (key, token, kubeconfig) readable only by the owner."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)
-
-
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -455,8 +447,8 @@ def _make_pki(pki: Path) -> dict[str, Path]:
     }
     paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths["server_cert"].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(paths["server_key"], _pem_key(server_key))
-    _write_private(paths["sa_key"], _pem_key(sa_key))
+    write_private(paths["server_key"], _pem_key(server_key))
+    write_private(paths["sa_key"], _pem_key(sa_key))
     paths["sa_pub"].write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -717,7 +709,7 @@ def _start(
     token = secrets.token_urlsafe(32)
     token_file = state_dir / "tokens.csv"
     # token,user,uid,"groups": system:masters is allowed everything, RBAC or not.
-    _write_private(token_file, f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'.encode())
+    write_private(token_file, f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'.encode())
 
     state: dict[str, Any] = {"processes": {}, "ports": {}}
     taken: set[int] = set()
@@ -793,7 +785,7 @@ def _start(
         raise ClusterError("kube-apiserver was not started")
     ready: ClusterInfo = info
 
-    _write_private(
+    write_private(
         ready.kubeconfig, _kubeconfig(ready.server, pki["ca"].read_bytes(), token).encode()
     )
     _say(progress, f"API server ready after {time.monotonic() - started:.1f}s; installing CRDs")

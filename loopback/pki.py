@@ -1,8 +1,10 @@
-"""Throwaway certificate authorities for loopback services (test ingress, dev cluster)."""
+"""Throwaway certificate authorities and private files for the loopback services."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -42,3 +44,10 @@ def self_signed_ca(key: CaKey, common_name: str, *, days: int) -> x509.Certifica
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write keys, tokens and TSIG secrets readable by their owner only (0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

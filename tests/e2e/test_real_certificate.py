@@ -25,15 +25,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store
 
+from adapters.kube import condition, object_path
 from loopback.acme import (
     CLUSTER_RESOURCE_NAMESPACE,
     CertManagerController,
     DnsServer,
     PebbleServer,
     cluster_issuer_manifest,
-    condition,
     create,
-    object_path,
     running_cert_manager,
     running_dns_server,
     running_pebble,
