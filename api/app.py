@@ -28,6 +28,7 @@ from api.routes import DOMAIN_PATH, router
 from api.settings import ApiSettings
 from core.settings import Settings
 from db.service import DomainService
+from stack.config import load_stack_config
 
 __all__ = ["DOMAIN_PATH", "create_app"]
 
@@ -50,7 +51,12 @@ def create_app(
             "the caller's tenant's domain. Authenticate with `Authorization: Bearer <JWT>`."
         ),
     )
-    app.state.gatekeeper = Gatekeeper(settings=settings, api=api, service=service, limiter=limiter)
+    # The environment's stack config says whether tenants also delegate
+    # _acme-challenge (DNS-01); a bad file stops the server here, not per request.
+    stack = load_stack_config(settings.environment, root=settings.stack_config_dir)
+    app.state.gatekeeper = Gatekeeper(
+        settings=settings, api=api, service=service, limiter=limiter, stack=stack
+    )
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(Authenticate, api=api)

@@ -22,6 +22,7 @@ from api.ratelimit import TenantRateLimiter
 from api.rbac import ApiAction, decide
 from api.settings import ApiSettings
 from core.canonical import TenantIdError, parse_tenant_id
+from core.config import StackConfig
 from core.settings import Settings
 from db.service import MAX_AUDITED_INPUT, DomainAction, DomainService
 
@@ -94,6 +95,7 @@ class Gatekeeper:
     api: ApiSettings
     service: DomainService
     limiter: TenantRateLimiter
+    stack: StackConfig
 
     def target_of(self, principal: Principal, tenant_id: UUID | None) -> UUID | None:
         if tenant_id is not None:

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from api.settings import Edition
-from core.guidance import Guidance, GuidanceAction, Tone
+from core.guidance import DnsInstructions, Guidance, GuidanceAction, Tone
 from core.hostnames import MAX_INPUT_LENGTH
 from core.status import DomainStatus
 
@@ -61,6 +61,17 @@ class DnsRecord(BaseModel):
     )
     sample: bool = Field(description="True when `name` is a placeholder (no domain yet)")
 
+    @classmethod
+    def of(cls, instructions: DnsInstructions) -> DnsRecord:
+        return cls(
+            type=instructions.record_type,
+            name=instructions.name,
+            target=instructions.target,
+            ttl=instructions.ttl,
+            record=instructions.record,
+            sample=instructions.sample,
+        )
+
 
 class GuidanceBody(BaseModel):
     tone: Tone = Field(description="Banner style for the settings page")
@@ -69,6 +80,13 @@ class GuidanceBody(BaseModel):
     next_step: str = Field(description="What happens next or what to fix, in plain words")
     polling: bool = Field(description="The status moves on its own: poll until this is false")
     dns: DnsRecord
+    challenge_dns: DnsRecord | None = Field(
+        description=(
+            "The second CNAME, `_acme-challenge.<domain>`, when the environment issues "
+            "certificates by DNS-01 delegation; null with HTTP-01"
+        )
+    )
+    records: list[DnsRecord] = Field(description="Every record to create: `dns` first")
     hints: list[str]
 
     @classmethod
@@ -79,14 +97,9 @@ class GuidanceBody(BaseModel):
             actions=list(guidance.actions),
             next_step=guidance.next_step,
             polling=guidance.polling,
-            dns=DnsRecord(
-                type=guidance.dns.record_type,
-                name=guidance.dns.name,
-                target=guidance.dns.target,
-                ttl=guidance.dns.ttl,
-                record=guidance.dns.record,
-                sample=guidance.dns.sample,
-            ),
+            dns=DnsRecord.of(guidance.dns),
+            challenge_dns=DnsRecord.of(guidance.challenge_dns) if guidance.challenge_dns else None,
+            records=[DnsRecord.of(r) for r in guidance.records],
             hints=list(guidance.hints),
         )
 

@@ -16,7 +16,7 @@ from api.errors import error_doc
 from api.models import DomainRequestBody, DomainStatusResponse, GuidanceBody
 from api.rbac import ApiAction
 from core.canonical import canonical_host, prefix_candidates
-from core.guidance import guidance_for
+from core.guidance import SAMPLE_HOSTNAME, guidance_for
 from db.service import DomainNotFound, DomainView
 
 DOMAIN_PATH = "/api/settings/client-portal/domain"
@@ -52,11 +52,16 @@ def respond(gate: Gate, tenant: UUID, view: DomainView | None) -> DomainStatusRe
     else:
         canonical = canonical_host(prefix_candidates(tenant)[0], gate.settings.base_domain)
     shown = view if custom else None
+    prefix = view.canonical_prefix if view is not None else prefix_candidates(tenant)[0]
+    delegation = gate.stack.challenge_delegation(
+        domain=shown.domain if shown is not None else SAMPLE_HOSTNAME, prefix=prefix
+    )
     guidance = guidance_for(
         shown.status if shown is not None else None,
         domain=shown.domain if shown is not None else None,
         canonical_host=canonical,
         custom_domains=custom,
+        challenge_target=delegation.target if delegation is not None else None,
     )
     return DomainStatusResponse(
         tenant_id=tenant,

@@ -12,6 +12,14 @@ secret, optional CA bundle (for a test ACME server such as Pebble) and the
 ingress class of its HTTP-01 solver. There is no setting for a challenge
 route: cert-manager's solver objects are per challenge with generated names,
 so the only way to reach them is the Ingress cert-manager creates itself.
+
+`acmeSolver: dns01` is the other way to prove control (DNS-01 by CNAME
+delegation, what Cloudflare for SaaS calls DCV delegation): the tenant adds a
+second CNAME, `_acme-challenge.<host>` -> `<prefix>.<acmeDns01Zone>`, and
+cert-manager follows it (`cnameStrategy: Follow`) and writes the TXT record
+into our zone by RFC 2136 (TSIG-signed; the key's secret stays in a Kubernetes
+Secret, only its name is configured here). A certificate can then be issued
+before the tenant moves traffic to us.
 """
 
 from __future__ import annotations
@@ -46,6 +54,16 @@ LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 _REL_DIR = re.compile(r"^(?!/)(?!.*\.\.)[A-Za-z0-9._/-]+$")
 
 Mode = Literal["gitops", "cluster"]
+Solver = Literal["http01", "dns01"]
+# The TSIG algorithms cert-manager's rfc2136 solver accepts (its spelling).
+TSIG_ALGORITHMS = ("HMACMD5", "HMACSHA1", "HMACSHA256", "HMACSHA512")
+ACME_CHALLENGE_LABEL = "_acme-challenge"
+# host[:port], host a hostname, an IPv4 address or a bracketed IPv6 address.
+_NAMESERVER = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]+\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|"
+    r"(?=.{1,253}(?::|$))([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)"
+    r"(?::[0-9]{1,5})?$"
+)
 
 
 class ConfigError(PortalDomainsError, ValueError):
@@ -55,6 +73,14 @@ class ConfigError(PortalDomainsError, ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"config {NAMESPACE}:{key}: {message}")
         self.key = key
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChallengeDelegation:
+    """The second CNAME of DNS-01 delegation: `name` must point to `target`."""
+
+    name: str  # _acme-challenge.<vanity host>
+    target: str  # <tenant prefix>.<acmeDns01Zone>
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +115,18 @@ class StackConfig:
     # meshConfig.ingressClass) without an IngressClass object, which
     # `ingressClassName` would need and Istio does not ship.
     acme_ingress_class: str = "istio"
+    # How cert-manager proves control of a tenant's host: HTTP-01 through our
+    # ingress (one CNAME), or DNS-01 delegated to our zone (two CNAMEs).
+    acme_solver: Solver = "http01"
+    # dns01 only: our zone the tenants' _acme-challenge CNAMEs point into, the
+    # server taking RFC 2136 updates for it, the TSIG key's name and algorithm,
+    # and the Secret (in cert-manager's cluster resource namespace) with its secret.
+    acme_dns01_zone: str | None = None
+    acme_rfc2136_nameserver: str | None = None
+    acme_rfc2136_tsig_key_name: str | None = None
+    acme_rfc2136_tsig_algorithm: str = "HMACSHA256"
+    acme_rfc2136_tsig_secret: str | None = None
+    acme_rfc2136_tsig_secret_key: str = "tsig-secret"
     manifest_root: str = "argo-workflow/alga-psa-dev/portal-domains"
     mode: Mode = "gitops"
     kubeconfig: str | None = None
@@ -104,6 +142,14 @@ class StackConfig:
     def account_key_secret(self) -> str:
         """The Secret holding the ClusterIssuer's ACME account key."""
         return self.acme_account_key_secret or f"{self.issuer_name}-account-key"
+
+    def challenge_delegation(self, *, domain: str, prefix: str) -> ChallengeDelegation | None:
+        """The `_acme-challenge` CNAME a tenant adds in dns01 mode (None with http01)."""
+        if self.acme_solver != "dns01" or self.acme_dns01_zone is None:
+            return None
+        return ChallengeDelegation(
+            name=f"{ACME_CHALLENGE_LABEL}.{domain}", target=f"{prefix}.{self.acme_dns01_zone}"
+        )
 
 
 # camelCase key in Pulumi.<env>.yaml -> dataclass field
@@ -230,7 +276,31 @@ def parse_stack_config(raw: Mapping[str, Any], *, environment: str) -> StackConf
         )
     if config.mode == "cluster" and not config.kubeconfig:
         raise ConfigError("kubeconfig", "cluster mode needs a kubeconfig path")
+    if config.acme_solver == "dns01":
+        for name in _DNS01_REQUIRED:
+            if getattr(config, name) is None:
+                raise ConfigError(_camel(name), "is required when acmeSolver is dns01")
+        if config.acme_dns01_zone == config.base_domain:
+            # <prefix>.<baseDomain> is the tenant's canonical host, a CNAME or
+            # address record; a TXT record cannot sit beside a CNAME.
+            raise ConfigError(
+                "acmeDns01Zone",
+                f"must not be baseDomain {config.base_domain!r} (the TXT records would land "
+                f"on the canonical hosts): use a zone of its own, e.g. acme.{config.base_domain}",
+            )
     return config
+
+
+_DNS01_REQUIRED = (
+    "acme_dns01_zone",
+    "acme_rfc2136_nameserver",
+    "acme_rfc2136_tsig_key_name",
+    "acme_rfc2136_tsig_secret",
+)
+
+
+def _camel(name: str) -> str:
+    return next(key for key, field_name in _KEYS.items() if field_name == name)
 
 
 def _convert(key: str, name: str, value: Any) -> Any:
@@ -244,7 +314,24 @@ def _convert(key: str, name: str, value: Any) -> Any:
         return _as_str(key, value, _DNS_LABEL, "a Kubernetes name (DNS label)")
     if name in {"base_domain", "backend_host"}:
         return _as_str(key, value, _HOSTNAME, "a lowercase hostname")
-    if name in {"acme_account_key_secret", "acme_ingress_class"}:
+    if name in {"acme_dns01_zone", "acme_rfc2136_tsig_key_name"}:
+        return _as_str(key, value, _HOSTNAME, "a lowercase DNS name")
+    if name == "acme_rfc2136_nameserver":
+        return _as_str(key, value, _NAMESERVER, "host:port of the RFC 2136 server")
+    if name == "acme_rfc2136_tsig_algorithm":
+        if value not in TSIG_ALGORITHMS:
+            raise ConfigError(key, f"expected one of {', '.join(TSIG_ALGORITHMS)}, got {value!r}")
+        return value
+    if name == "acme_solver":
+        if value not in {"http01", "dns01"}:
+            raise ConfigError(key, f"expected http01 or dns01, got {value!r}")
+        return value
+    if name in {
+        "acme_account_key_secret",
+        "acme_ingress_class",
+        "acme_rfc2136_tsig_secret",
+        "acme_rfc2136_tsig_secret_key",
+    }:
         return _as_str(key, value, _DNS_SUBDOMAIN, "a Kubernetes name (DNS-1123 subdomain)")
     if name == "acme_server":
         return _as_https_url(key, value)

@@ -20,6 +20,11 @@ and to "no domain yet", with two deliberate differences:
 
 "Retry Registration" in the matrix is our `refresh` on a failed domain: it
 sends the domain back to pending_dns and the workflow starts over.
+
+In an environment that issues by DNS-01 delegation (`acmeSolver: dns01`) the
+tenant creates two records, the portal CNAME and `_acme-challenge.<host>` ->
+`<prefix>.<our ACME zone>` (`challenge_dns`), and the sentences about issuing
+talk about that record instead of the HTTP challenge path.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from core.config import ACME_CHALLENGE_LABEL
 from core.status import DomainStatus
 
 S = DomainStatus
@@ -72,7 +78,14 @@ class Guidance:
     # Still moving on its own: the UI polls (the seed: every 15 s) until it stops.
     polling: bool
     dns: DnsInstructions
+    # DNS-01 delegation only: the second CNAME, through which certificates are issued.
+    challenge_dns: DnsInstructions | None
     hints: tuple[str, ...]
+
+    @property
+    def records(self) -> tuple[DnsInstructions, ...]:
+        """Every record the tenant creates, the portal CNAME first."""
+        return (self.dns,) if self.challenge_dns is None else (self.dns, self.challenge_dns)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,6 +226,41 @@ _COMMUNITY = _Entry(
     polling=False,
 )
 
+# DNS-01 delegation: what differs from the matrix above. Extra placeholders:
+# {challenge} (the _acme-challenge name) and {challenge_target} (where it points).
+_DNS01_NEXT_STEP: dict[DomainStatus, str] = {
+    S.PENDING_DNS: (
+        "Create both CNAME records below at your DNS provider: {domain} pointing to "
+        "{canonical}, and {challenge} pointing to {challenge_target} (it lets us obtain the "
+        "certificate before your traffic moves). Verification starts automatically and is "
+        "retried while the records propagate; use Refresh to check again right away."
+    ),
+    S.VERIFYING_DNS: (
+        "We are checking that {domain} is a CNAME to {canonical} and {challenge} a CNAME to "
+        "{challenge_target}. Nothing to do; keep both records in place."
+    ),
+    S.DNS_FAILED: (
+        "Correct the DNS records so that {domain} is a CNAME to {canonical} and {challenge} a "
+        "CNAME to {challenge_target} (remove any other record for those names), wait for the "
+        "old records to expire (up to their TTL, often {ttl} seconds), then use Refresh to "
+        "retry the registration."
+    ),
+    S.PENDING_CERTIFICATE: (
+        "DNS is verified; a TLS certificate for {domain} is being requested. Nothing to do; "
+        "keep both CNAME records in place."
+    ),
+    S.CERTIFICATE_ISSUING: (
+        "Let's Encrypt is validating {domain} through {challenge}, which points into our "
+        "zone. Keep both CNAME records in place; this usually takes a few minutes."
+    ),
+    S.CERTIFICATE_FAILED: (
+        "Make sure {challenge} is a CNAME to {challenge_target} (and the only record for that "
+        "name) and that no CAA record forbids letsencrypt.org, then use Refresh to retry. "
+        "Let's Encrypt limits repeated failures, so retry only after fixing the cause; "
+        "contact support if it stays blocked."
+    ),
+}
+
 _DNS_HINTS = (
     "A CNAME must be the only record for its name, so use a subdomain such as "
     "portal.yourcompany.com: a bare domain (yourcompany.com) cannot be a CNAME.",
@@ -220,6 +268,12 @@ _DNS_HINTS = (
     "own delay.",
     "If your DNS provider offers a proxy (for example an orange-cloud toggle), turn it off "
     "for this record: certificates are issued by us over plain HTTP.",
+)
+
+_DNS01_HINTS = (
+    *_DNS_HINTS[:2],
+    "Keep the _acme-challenge record as long as the custom domain is in use: certificates "
+    "are renewed through it every two months.",
 )
 
 
@@ -230,11 +284,14 @@ def guidance_for(
     canonical_host: str,
     custom_domains: bool = True,
     ttl: int = DEFAULT_TTL,
+    challenge_target: str | None = None,
 ) -> Guidance:
     """Guidance for a tenant whose domain is in `status` (None: no domain requested).
 
     `custom_domains=False` (the community edition) offers no action and only the
-    default portal address, whatever the status.
+    default portal address, whatever the status. `challenge_target`: where the
+    `_acme-challenge` CNAME points when the environment issues by DNS-01
+    delegation (StackConfig.challenge_delegation), None with HTTP-01.
     """
     if ttl <= 0:
         raise ValueError(f"ttl must be positive, got {ttl}")
@@ -252,13 +309,38 @@ def guidance_for(
         ttl=ttl,
         sample=domain is None,
     )
+    challenge = (
+        DnsInstructions(
+            name=f"{ACME_CHALLENGE_LABEL}.{dns.name}",
+            target=challenge_target,
+            ttl=ttl,
+            sample=dns.sample,
+        )
+        if challenge_target is not None and custom_domains
+        else None
+    )
+    next_step = entry.next_step
+    hints = _DNS_HINTS if custom_domains else ()
+    if challenge is not None:
+        hints = _DNS01_HINTS
+        if status is not None:
+            next_step = _DNS01_NEXT_STEP.get(status, next_step)
+        elif entry is _NO_DOMAIN:
+            next_step = next_step.replace("the CNAME record", "the two CNAME records")
     return Guidance(
         status=status if custom_domains else None,
         tone=entry.tone,
         title=entry.title,
         actions=entry.actions,
-        next_step=entry.next_step.format(domain=dns.name, canonical=canonical_host, ttl=ttl),
+        next_step=next_step.format(
+            domain=dns.name,
+            canonical=canonical_host,
+            ttl=ttl,
+            challenge=challenge.name if challenge else "",
+            challenge_target=challenge.target if challenge else "",
+        ),
         polling=entry.polling,
         dns=dns,
-        hints=_DNS_HINTS if custom_domains else (),
+        challenge_dns=challenge,
+        hints=hints,
     )

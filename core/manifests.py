@@ -84,16 +84,20 @@ def _metadata(record: DomainRecord, config: StackConfig, namespace: str) -> Mani
 def cluster_issuer(config: StackConfig) -> Manifest:
     """The ACME ClusterIssuer every Certificate names (issuerRef: config.issuer_name).
 
-    One HTTP-01 solver whose Ingress carries the `kubernetes.io/ingress.class`
-    annotation (`ingress.class`), the one Istio's ingress controller reads;
-    `ingressClassName` would need an IngressClass object that Istio does not
-    ship. Cluster-scoped and shared by all tenants, so no tenant labels.
+    One solver, chosen by `acmeSolver`:
+    - http01: cert-manager's solver Ingress carries the `kubernetes.io/ingress.class`
+      annotation (`ingress.class`), the one Istio's ingress controller reads;
+      `ingressClassName` would need an IngressClass object that Istio does not ship.
+    - dns01: RFC 2136 updates of our delegation zone, TSIG-signed, following the
+      tenant's `_acme-challenge` CNAME (`cnameStrategy: Follow`) into that zone.
+      The TSIG secret is referenced, never inlined: this manifest goes to Git.
+    Cluster-scoped and shared by all tenants, so no tenant labels.
     """
     acme: Manifest = {
         "server": config.acme_server,
         "email": config.acme_email,
         "privateKeySecretRef": {"name": config.account_key_secret},
-        "solvers": [{"http01": {"ingress": {"class": config.acme_ingress_class}}}],
+        "solvers": [_solver(config)],
     }
     if config.acme_ca_bundle:
         acme["caBundle"] = config.acme_ca_bundle
@@ -108,6 +112,25 @@ def cluster_issuer(config: StackConfig) -> Manifest:
             },
         },
         "spec": {"acme": acme},
+    }
+
+
+def _solver(config: StackConfig) -> Manifest:
+    if config.acme_solver == "http01":
+        return {"http01": {"ingress": {"class": config.acme_ingress_class}}}
+    return {
+        "dns01": {
+            "cnameStrategy": "Follow",
+            "rfc2136": {
+                "nameserver": config.acme_rfc2136_nameserver,
+                "tsigKeyName": config.acme_rfc2136_tsig_key_name,
+                "tsigAlgorithm": config.acme_rfc2136_tsig_algorithm,
+                "tsigSecretSecretRef": {
+                    "name": config.acme_rfc2136_tsig_secret,
+                    "key": config.acme_rfc2136_tsig_secret_key,
+                },
+            },
+        }
     }
 
 

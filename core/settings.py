@@ -46,6 +46,9 @@ class Settings:
     debounce_seconds: float
     start_workflows: bool  # after-commit hook signals Temporal (CLI/API)
     heartbeat_timeout_seconds: float
+    # Where Pulumi.<env>.yaml files are read from: the repository's own unless
+    # a deployment (or `demo --cluster`) keeps its stack files elsewhere.
+    stack_config_dir: Path = REPO_ROOT
 
     @property
     def embedded_remote(self) -> Path:
@@ -93,6 +96,7 @@ class Settings:
                 bounded_int(env, "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS", 60)
             ),
             start_workflows=_choice(env, "PORTAL_DOMAINS_START_WORKFLOWS", ("on", "off")) == "on",
+            stack_config_dir=Path(env.get("PORTAL_DOMAINS_STACK_CONFIG_DIR") or REPO_ROOT),
         )
 
 

@@ -310,8 +310,8 @@ def certificate_issuer_allowed(args: ResourceArgs, report_violation: ReportViola
     if name not in allowed:
         problems.append(f"issuerRef.name is '{name or '<missing>'}', not one of {allowed}")
     elif name != declared:
-        # Allowed in principle, but only the declared issuer's HTTP-01 solver is
-        # known to reach our gateway (cluster-issuer-http01 checks it).
+        # Allowed in principle, but only the declared issuer's solver is known to
+        # work for our tenants (cluster-issuer-solver checks it).
         problems.append(
             f"issuerRef.name is '{name}', not '{declared}' (issuerName: the {kind} this "
             "stack declares or, with declareIssuer false, relies on)"
@@ -325,7 +325,7 @@ def certificate_issuer_allowed(args: ResourceArgs, report_violation: ReportViola
             f"{cert.ref}: {'; '.join(problems)}. Fix: render the Certificate with "
             "core.manifests.certificate so issuerRef names issuerName, and set "
             "issuerName/issuerKind in Pulumi.<env>.yaml to an issuer listed in allowedIssuers "
-            "(an HTTP-01 issuer: DNS-01 cannot solve for a tenant's zone).",
+            "(its solver is the environment's acmeSolver: HTTP-01, or DNS-01 by delegation).",
             cert.urn,
         )
 
@@ -378,18 +378,20 @@ def _https_url_problem(server: str) -> str | None:
     return None
 
 
-def cluster_issuer_http01(args: ResourceArgs, report_violation: ReportViolation) -> None:
-    """An ACME ClusterIssuer over verified https, solving HTTP-01 by an Ingress of our class."""
+def cluster_issuer_solver(args: ResourceArgs, report_violation: ReportViolation) -> None:
+    """An ACME ClusterIssuer over verified https with the environment's one kind of solver."""
     issuer = _resource_object(args, CERT_MANAGER_GROUP, "ClusterIssuer")
     if issuer is None:
         return
-    ingress_class = _text(_config(args, s.CLUSTER_ISSUER_HTTP01)["acmeIngressClass"])
+    cfg = _config(args, s.CLUSTER_ISSUER_SOLVER)
+    ingress_class = _text(cfg["acmeIngressClass"])
+    solver_kind = _text(cfg["acmeSolver"])
     acme = _mapping(issuer.spec.get("acme"))
     if not acme:
         report_violation(
             f"{issuer.ref} has no spec.acme, so it cannot get publicly trusted certificates "
             "for tenant hosts. Fix: render it with core.manifests.cluster_issuer (an ACME "
-            "issuer with an HTTP-01 solver).",
+            f"issuer with a {solver_kind} solver).",
             issuer.urn,
         )
         return
@@ -406,34 +408,74 @@ def cluster_issuer_http01(args: ResourceArgs, report_violation: ReportViolation)
     if not solvers:
         problems.append("it lists no solvers")
     for index, solver in enumerate(solvers):
-        ingress = _mapping(_mapping(solver.get("http01")).get("ingress"))
         where = f"solvers[{index}]"
-        if "dns01" in solver or not ingress:
-            kind = "dns01" if "dns01" in solver else "not http01.ingress"
-            problems.append(
-                f"{where} is {kind} (DNS-01 cannot solve for a tenant's zone, and only "
-                "an Ingress solver is routed by Istio's ingress gateway here)"
-            )
-            continue
-        if _text(ingress.get("ingressClassName")):
-            problems.append(
-                f"{where} sets http01.ingress.ingressClassName, which needs an IngressClass "
-                "object Istio does not ship (its ingress controller reads the "
-                "kubernetes.io/ingress.class annotation that `class` writes)"
-            )
-        if _text(ingress.get("class")) != ingress_class:
-            problems.append(
-                f"{where} has http01.ingress.class "
-                f"'{_text(ingress.get('class')) or '<missing>'}', not '{ingress_class}'"
-            )
+        if solver_kind == "dns01":
+            problems.extend(f"{where} {p}" for p in _dns01_solver_problems(solver))
+        else:
+            problems.extend(f"{where} {p}" for p in _http01_solver_problems(solver, ingress_class))
     if problems:
+        fix = (
+            "one dns01 solver, cnameStrategy Follow, rfc2136 with tsigSecretSecretRef "
+            "(acmeRfc2136* in Pulumi.<env>.yaml)"
+            if solver_kind == "dns01"
+            else f"one solver http01.ingress.class '{ingress_class}' (acmeIngressClass in "
+            "Pulumi.<env>.yaml)"
+        )
         report_violation(
             f"{issuer.ref}: {'; '.join(problems)}. Fix: render the issuer with "
             "core.manifests.cluster_issuer: acmeServer an https:// URL, TLS verified "
-            f"(acmeCaBundle for a test CA), one solver http01.ingress.class '{ingress_class}' "
-            "(acmeIngressClass in Pulumi.<env>.yaml).",
+            f"(acmeCaBundle for a test CA), {fix}.",
             issuer.urn,
         )
+
+
+def _http01_solver_problems(solver: Mapping[str, Any], ingress_class: str) -> list[str]:
+    ingress = _mapping(_mapping(solver.get("http01")).get("ingress"))
+    if "dns01" in solver or not ingress:
+        kind = "dns01" if "dns01" in solver else "not http01.ingress"
+        return [
+            f"is {kind} (this environment's acmeSolver is http01: without the tenant's "
+            "_acme-challenge delegation CNAME, DNS-01 cannot solve for a tenant's zone, and "
+            "only an Ingress solver is routed by Istio's ingress gateway here)"
+        ]
+    problems = []
+    if _text(ingress.get("ingressClassName")):
+        problems.append(
+            "sets http01.ingress.ingressClassName, which needs an IngressClass "
+            "object Istio does not ship (its ingress controller reads the "
+            "kubernetes.io/ingress.class annotation that `class` writes)"
+        )
+    if _text(ingress.get("class")) != ingress_class:
+        problems.append(
+            f"has http01.ingress.class '{_text(ingress.get('class')) or '<missing>'}', "
+            f"not '{ingress_class}'"
+        )
+    return problems
+
+
+def _dns01_solver_problems(solver: Mapping[str, Any]) -> list[str]:
+    dns01 = _mapping(solver.get("dns01"))
+    if "http01" in solver or not dns01:
+        return [
+            "is not dns01 (this environment's acmeSolver is dns01: tenants delegate "
+            "_acme-challenge to our zone and are told to create only that record)"
+        ]
+    problems = []
+    if _text(dns01.get("cnameStrategy")) != "Follow":
+        problems.append(
+            f"has cnameStrategy '{_text(dns01.get('cnameStrategy')) or '<missing>'}', not "
+            "'Follow' (without it cert-manager writes the TXT record into the tenant's zone, "
+            "which our key cannot update)"
+        )
+    rfc2136 = _mapping(dns01.get("rfc2136"))
+    if not rfc2136:
+        problems.append("has no rfc2136 provider (the delegation zone is updated by RFC 2136)")
+    elif not _text(_mapping(rfc2136.get("tsigSecretSecretRef")).get("name")):
+        problems.append(
+            "has no rfc2136.tsigSecretSecretRef (unsigned updates would let anyone who can "
+            "reach the server write our zone)"
+        )
+    return problems
 
 
 # ---------------------------------------------------------------- gateways
@@ -831,12 +873,13 @@ RULES: tuple[Rule, ...] = (
         resource=certificate_issuer_allowed,
     ),
     Rule(
-        name=s.CLUSTER_ISSUER_HTTP01,
+        name=s.CLUSTER_ISSUER_SOLVER,
         description=(
-            "ClusterIssuers use an https ACME server with TLS verified and only HTTP-01 Ingress "
-            "solvers of the configured class."
+            "ClusterIssuers use an https ACME server with TLS verified and only the "
+            "environment's solver: HTTP-01 Ingress of the configured class, or DNS-01 by "
+            "RFC 2136 following the tenant's delegation CNAME."
         ),
-        resource=cluster_issuer_http01,
+        resource=cluster_issuer_solver,
     ),
     Rule(
         name=s.CERTIFICATE_SINGLE_HOST,

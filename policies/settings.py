@@ -34,7 +34,7 @@ HOST_NOT_RESERVED = "host-not-reserved"
 LABELS_REQUIRED = "labels-required"
 UNIQUE_HOST_PER_STACK = "unique-host-per-stack"
 DELETION_BUDGET = "deletion-budget"
-CLUSTER_ISSUER_HTTP01 = "cluster-issuer-http01"
+CLUSTER_ISSUER_SOLVER = "cluster-issuer-solver"
 
 # The environment a missing --policy-pack-config stands for.
 DEFAULT_ENVIRONMENT = "staging"
@@ -73,8 +73,9 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     ),
     CERTIFICATE_SINGLE_HOST: (),
     GATEWAY_TLS_REQUIRED: (),
-    # Nothing to configure: the HTTP-01 solver is always in use (every
-    # Certificate renews through it), so its path must always be reachable.
+    # Nothing to configure. With HTTP-01 every Certificate renews through the
+    # solver, so its path must always be reachable; kept with dns01 too, since an
+    # environment may switch back and every renewal then needs the path.
     ACME_CHALLENGE_NOT_SHADOWED: (),
     VIRTUALSERVICE_GATEWAY_QUALIFIED: (
         Setting(key="gatewayNamespace", schema=_STRING, value=_gateway_namespace),
@@ -95,8 +96,13 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
     DELETION_BUDGET: (
         Setting(key="maxDeletePercent", schema=_PERCENT, value=lambda c: c.deletion_budget_percent),
     ),
-    CLUSTER_ISSUER_HTTP01: (
+    CLUSTER_ISSUER_SOLVER: (
         Setting(key="acmeIngressClass", schema=_STRING, value=lambda c: c.acme_ingress_class),
+        Setting(
+            key="acmeSolver",
+            schema={"type": "string", "enum": ["http01", "dns01"]},
+            value=lambda c: c.acme_solver,
+        ),
     ),
 }
 

@@ -67,7 +67,8 @@ def gitops_remote(settings: Settings) -> str:
 
 def environment_stack(settings: Settings, environment: str) -> EnvironmentStack:
     penv = pulumi_environment(work_dir=settings.work_dir)
-    return EnvironmentStack(penv, load_stack_config(environment), work_dir=settings.work_dir)
+    config = load_stack_config(environment, root=settings.stack_config_dir)
+    return EnvironmentStack(penv, config, work_dir=settings.work_dir)
 
 
 def gitops_repo(settings: Settings, environment: str) -> GitOpsRepo:

@@ -393,3 +393,55 @@ def test_an_unexpected_failure_is_a_500_without_details_and_is_logged(
     logged = [r for r in caplog.records if reference in r.getMessage()]
     assert logged
     assert logged[0].exc_info is not None
+
+
+# ------------------------------------------------------------ DNS-01 delegation
+
+
+def test_an_environment_issuing_by_dns01_delegation_shows_both_records(
+    postgres_admin_url: str, temporal_address: str, tmp_path: Path
+) -> None:
+    stack_dir = tmp_path / "stacks"
+    stack_dir.mkdir()
+    (stack_dir / "Pulumi.staging.yaml").write_text(
+        "config:\n"
+        "  portal-domains:acmeSolver: dns01\n"
+        "  portal-domains:acmeDns01Zone: acme.portal.algapsa.com\n"
+        "  portal-domains:acmeRfc2136Nameserver: 10.96.0.53:53\n"
+        "  portal-domains:acmeRfc2136TsigKeyName: portal-acme-update\n"
+        "  portal-domains:acmeRfc2136TsigSecret: acme-dns-tsig\n"
+    )
+    database_url = create_database(postgres_admin_url, f"dns01_{uuid.uuid4().hex[:12]}")
+    with running_api(
+        database_url=database_url,
+        temporal_address=temporal_address,
+        work_dir=tmp_path / "home",
+        extra_env={"PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stack_dir)},
+    ) as dns01_api:
+        tenant = uuid.uuid4()
+        with dns01_api.client() as client:
+            response = client.post(
+                dns01_api.domain_url,
+                json={"domain": _host(tenant)},
+                headers=_admin(dns01_api, tenant),
+            )
+    assert response.status_code == 201, response.text
+    guidance = response.json()["guidance"]
+    prefix = tenant.hex[:7]
+    assert guidance["challenge_dns"]["record"] == (
+        f"_acme-challenge.{_host(tenant)}. 3600 IN CNAME {prefix}.acme.portal.algapsa.com."
+    )
+    assert [r["name"] for r in guidance["records"]] == [
+        _host(tenant),
+        f"_acme-challenge.{_host(tenant)}",
+    ]
+
+
+def test_an_http01_environment_shows_one_record_and_no_challenge_cname(api: RunningApi) -> None:
+    tenant = uuid.uuid4()
+    with api.client() as client:
+        response = client.get(api.domain_url, headers=_admin(api, tenant))
+    assert response.status_code == 200, response.text
+    guidance = response.json()["guidance"]
+    assert guidance["challenge_dns"] is None
+    assert len(guidance["records"]) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.guidance import SAMPLE_HOSTNAME, GuidanceAction, guidance_for
+from core.guidance import SAMPLE_HOSTNAME, Guidance, GuidanceAction, guidance_for
 from core.status import TRANSITIONS, DomainStatus
 
 S = DomainStatus
@@ -144,3 +144,71 @@ def test_guidance_is_immutable() -> None:
     guidance = guidance_for(S.ACTIVE, domain=DOMAIN, canonical_host=CANONICAL)
     with pytest.raises(AttributeError):
         guidance.actions = ()  # type: ignore[misc]
+
+
+# ------------------------------------------------------------ DNS-01 delegation
+CHALLENGE_TARGET = "abc1234.acme.portal.algapsa.com"
+
+
+def delegated(status: DomainStatus | None, domain: str | None = "portal.acme.com") -> Guidance:
+    return guidance_for(
+        status,
+        domain=domain,
+        canonical_host="abc1234.portal.algapsa.com",
+        challenge_target=CHALLENGE_TARGET,
+    )
+
+
+def test_with_delegation_both_records_are_shown_the_portal_cname_first() -> None:
+    g = delegated(DomainStatus.PENDING_DNS)
+    assert [r.record for r in g.records] == [
+        "portal.acme.com. 3600 IN CNAME abc1234.portal.algapsa.com.",
+        f"_acme-challenge.portal.acme.com. 3600 IN CNAME {CHALLENGE_TARGET}.",
+    ]
+    assert "_acme-challenge.portal.acme.com" in g.next_step
+    assert CHALLENGE_TARGET in g.next_step
+
+
+def test_without_delegation_there_is_one_record_and_no_challenge_cname() -> None:
+    g = guidance_for(
+        DomainStatus.PENDING_DNS, domain="portal.acme.com", canonical_host="abc1234.portal.x.com"
+    )
+    assert g.challenge_dns is None
+    assert len(g.records) == 1
+    assert "_acme-challenge" not in g.next_step
+
+
+@pytest.mark.parametrize("status", list(DomainStatus))
+def test_delegated_next_steps_leave_no_placeholder_and_never_send_tenants_to_http(
+    status: DomainStatus,
+) -> None:
+    g = delegated(status)
+    assert "{" not in g.next_step
+    assert "}" not in g.next_step
+    # Issuing goes through the _acme-challenge record: no advice about the HTTP path.
+    assert "/.well-known/acme-challenge/" not in g.next_step
+    assert not any("plain HTTP" in hint for hint in g.hints)
+
+
+def test_a_failed_delegated_certificate_points_at_the_challenge_record() -> None:
+    g = delegated(DomainStatus.CERTIFICATE_FAILED)
+    assert f"_acme-challenge.portal.acme.com is a CNAME to {CHALLENGE_TARGET}" in g.next_step
+
+
+def test_with_delegation_and_no_domain_the_sample_has_both_records() -> None:
+    g = delegated(None, domain=None)
+    assert g.challenge_dns is not None
+    assert g.challenge_dns.sample
+    assert g.challenge_dns.name == "_acme-challenge.portal.example.com"
+    assert "two CNAME records" in g.next_step
+
+
+def test_the_community_edition_shows_no_challenge_record() -> None:
+    g = guidance_for(
+        None,
+        domain=None,
+        canonical_host="abc1234.portal.algapsa.com",
+        custom_domains=False,
+        challenge_target=CHALLENGE_TARGET,
+    )
+    assert g.challenge_dns is None

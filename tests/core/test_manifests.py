@@ -74,11 +74,28 @@ def pebble_config() -> StackConfig:
     )
 
 
+def dns01_config(environment: str = "prod") -> StackConfig:
+    """DNS-01 by CNAME delegation into our own zone, RFC 2136 with a TSIG key."""
+    return parse_stack_config(
+        {
+            "issuerName": "letsencrypt-dns01",
+            "allowedIssuers": "letsencrypt-dns01",
+            "acmeSolver": "dns01",
+            "acmeDns01Zone": "acme.portal.algapsa.com",
+            "acmeRfc2136Nameserver": "10.96.0.53:53",
+            "acmeRfc2136TsigKeyName": "portal-acme-update",
+            "acmeRfc2136TsigSecret": "acme-dns-tsig",
+        },
+        environment=environment,
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "config"),
     [
         ("default-staging", staging()),
         ("test-acme-server", pebble_config()),
+        ("dns01-delegation", dns01_config()),
     ],
 )
 def test_rendered_manifests_match_the_golden_file(name: str, config: StackConfig) -> None:
@@ -214,3 +231,27 @@ def test_labels_carry_managed_by_tenant_and_environment() -> None:
         assert labels["app.kubernetes.io/managed-by"] == "portal-domains"
         assert labels["portal-domains.algapsa.com/tenant-id"].startswith("abc1234")
         assert labels["portal-domains.algapsa.com/environment"] == "staging"
+
+
+def test_a_dns01_issuer_follows_the_delegation_cname_into_our_zone_by_rfc2136() -> None:
+    config = dns01_config()
+    (solver,) = cluster_issuer(config)["spec"]["acme"]["solvers"]
+    assert set(solver) == {"dns01"}, "one DNS-01 solver and no HTTP-01 one"
+    dns01 = solver["dns01"]
+    assert dns01["cnameStrategy"] == "Follow"
+    rfc2136 = dns01["rfc2136"]
+    assert rfc2136["nameserver"] == "10.96.0.53:53"
+    assert rfc2136["tsigKeyName"] == "portal-acme-update"
+    assert rfc2136["tsigAlgorithm"] == "HMACSHA256"
+    # The secret itself never reaches a manifest (they go to Git): only its Secret's name.
+    assert rfc2136["tsigSecretSecretRef"] == {"name": "acme-dns-tsig", "key": "tsig-secret"}
+    cert = render_domain(record(), config).certificate
+    assert cert["spec"]["issuerRef"]["name"] == "letsencrypt-dns01"
+
+
+def test_the_delegation_record_points_the_challenge_name_at_the_tenant_prefix_in_our_zone() -> None:
+    delegation = dns01_config().challenge_delegation(domain="portal.acme.com", prefix="abc1234")
+    assert delegation is not None
+    assert delegation.name == "_acme-challenge.portal.acme.com"
+    assert delegation.target == "abc1234.acme.portal.algapsa.com"
+    assert staging().challenge_delegation(domain="portal.acme.com", prefix="abc1234") is None

@@ -27,7 +27,7 @@ from pulumi import automation as auto
 
 from cli.exit_codes import ExitCode
 from cli.main import main
-from core.config import StackConfig
+from core.config import StackConfig, parse_stack_config
 from core.manifests import Manifest, cluster_issuer, render_domain
 from core.records import DomainRecord
 from core.status import DomainStatus
@@ -43,6 +43,19 @@ PACK_DIR = REPO_ROOT / "policies"
 STAGING = StackConfig(environment="staging")
 PROD = load_stack_config("prod")
 STAGING_FILE = load_stack_config("staging")
+# DNS-01 by delegation (tests/core/test_manifests.py renders the same config).
+DNS01 = parse_stack_config(
+    {
+        "issuerName": "letsencrypt-dns01",
+        "allowedIssuers": "letsencrypt-dns01",
+        "acmeSolver": "dns01",
+        "acmeDns01Zone": "acme.portal.algapsa.com",
+        "acmeRfc2136Nameserver": "10.96.0.53:53",
+        "acmeRfc2136TsigKeyName": "portal-acme-update",
+        "acmeRfc2136TsigSecret": "acme-dns-tsig",
+    },
+    environment="prod",
+)
 RECORDS = fixtures.fixture_records()
 SLUGS = [r.prefix for r in RECORDS]
 _KIND_SUFFIX = {
@@ -285,41 +298,88 @@ CASES: list[Case] = [
         fires={s.CERTIFICATE_ISSUER_ALLOWED: M},
         hints=["not 'letsencrypt-staging-http01' (issuerName: the ClusterIssuer this stack"],
     ),
-    # --- cluster-issuer-http01
+    # --- cluster-issuer-solver
     Case(
         id="cluster-issuer-solver-uses-ingress-class-name",
         mutate=lambda d: acme(d)["solvers"][0]["http01"].update(
             ingress={"ingressClassName": "istio"}
         ),
-        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
         hints=["needs an IngressClass object", "http01.ingress.class '<missing>', not 'istio'"],
     ),
     Case(
         id="cluster-issuer-solver-uses-another-ingress-class",
         engine=False,
         mutate=lambda d: acme(d)["solvers"][0]["http01"]["ingress"].update({"class": "nginx"}),
-        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
         hints=["http01.ingress.class 'nginx', not 'istio'", "acmeIngressClass"],
     ),
     Case(
         id="cluster-issuer-solver-is-dns01",
         engine=False,
         mutate=lambda d: acme(d).update(solvers=[{"dns01": {"route53": {"region": "x"}}}]),
-        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
         hints=["solvers[0] is dns01"],
+    ),
+    Case(
+        id="a-dns01-delegation-environment-passes",
+        render=DNS01,
+        pack=DNS01,
+    ),
+    Case(
+        id="dns01-environment-with-an-http01-issuer",
+        engine=False,
+        render=STAGING,
+        pack=replace(
+            DNS01,
+            environment=STAGING.environment,
+            issuer_name=STAGING.issuer_name,
+            allowed_issuers=(STAGING.issuer_name,),
+        ),
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
+        hints=["solvers[0] is not dns01", "acmeRfc2136"],
+    ),
+    Case(
+        id="dns01-certificate-names-an-http01-issuer",
+        engine=False,
+        render=DNS01,
+        pack=replace(DNS01, allowed_issuers=(*DNS01.allowed_issuers, "letsencrypt-http01")),
+        mutate=lambda d: obj(d, "Certificate")["spec"]["issuerRef"].update(
+            name="letsencrypt-http01"
+        ),
+        fires={s.CERTIFICATE_ISSUER_ALLOWED: M},
+        hints=["not 'letsencrypt-dns01'"],
+    ),
+    Case(
+        id="dns01-solver-without-cname-follow",
+        engine=False,
+        render=DNS01,
+        pack=DNS01,
+        mutate=lambda d: acme(d)["solvers"][0]["dns01"].pop("cnameStrategy"),
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
+        hints=["cnameStrategy '<missing>', not 'Follow'"],
+    ),
+    Case(
+        id="dns01-solver-with-unsigned-updates",
+        engine=False,
+        render=DNS01,
+        pack=DNS01,
+        mutate=lambda d: acme(d)["solvers"][0]["dns01"]["rfc2136"].pop("tsigSecretSecretRef"),
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
+        hints=["has no rfc2136.tsigSecretSecretRef"],
     ),
     Case(
         id="cluster-issuer-skips-tls-verification",
         engine=False,
         mutate=lambda d: acme(d).update(skipTLSVerify=True),
-        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
         hints=["skipTLSVerify is true", "acmeCaBundle"],
     ),
     Case(
         id="cluster-issuer-talks-plain-http-to-the-acme-server",
         engine=False,
         mutate=lambda d: acme(d).update(server="http://acme-v02.api.letsencrypt.org/directory"),
-        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
         hints=["is not an https:// URL"],
     ),
     Case(
@@ -328,7 +388,7 @@ CASES: list[Case] = [
         mutate=lambda d: next(x for x in d if x.name == ISSUER_DOC).manifest.update(
             spec={"ca": {"secretName": "internal-ca"}}
         ),
-        fires={s.CLUSTER_ISSUER_HTTP01: M},
+        fires={s.CLUSTER_ISSUER_SOLVER: M},
         hints=["has no spec.acme"],
     ),
     # --- certificate-single-host

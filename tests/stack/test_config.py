@@ -147,3 +147,55 @@ def test_a_pem_certificate_that_is_not_base64_encoded_is_refused_with_a_hint() -
     pem = _pem_certificate().decode()
     with pytest.raises(ConfigError, match="base64 -w0"):
         parse_stack_config({"acmeCaBundle": pem}, environment="staging")
+
+
+DNS01 = {
+    "acmeSolver": "dns01",
+    "acmeDns01Zone": "acme.portal.algapsa.com",
+    "acmeRfc2136Nameserver": "ns-acme.algapsa.com:53",
+    "acmeRfc2136TsigKeyName": "portal-acme-update",
+    "acmeRfc2136TsigSecret": "acme-dns-tsig",
+}
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["acmeDns01Zone", "acmeRfc2136Nameserver", "acmeRfc2136TsigKeyName", "acmeRfc2136TsigSecret"],
+)
+def test_dns01_needs_its_zone_server_and_key_each_named_when_missing(missing: str) -> None:
+    raw = {k: v for k, v in DNS01.items() if k != missing}
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config(raw, environment="prod")
+    assert err.value.key == missing
+    assert "acmeSolver is dns01" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("acmeSolver", "tls-alpn-01"),
+        ("acmeRfc2136Nameserver", "ns acme:53"),
+        ("acmeRfc2136Nameserver", "https://ns.example.com"),
+        ("acmeRfc2136TsigAlgorithm", "hmac-sha256"),
+        ("acmeDns01Zone", "Acme_Zone"),
+        ("acmeRfc2136TsigSecret", "Not A Secret Name"),
+        # TXT records cannot sit beside the canonical hosts' CNAMEs.
+        ("acmeDns01Zone", "portal.algapsa.com"),
+    ],
+)
+def test_a_bad_dns01_value_is_an_error_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config({**DNS01, key: value}, environment="prod")
+    assert err.value.key == key
+
+
+@pytest.mark.parametrize("nameserver", ["10.96.0.53:53", "[fd00::53]:5353", "ns.example.com"])
+def test_the_rfc2136_server_may_be_an_address_or_a_hostname_with_an_optional_port(
+    nameserver: str,
+) -> None:
+    config = parse_stack_config({**DNS01, "acmeRfc2136Nameserver": nameserver}, environment="prod")
+    assert config.acme_rfc2136_nameserver == nameserver
+
+
+def test_http01_is_the_default_solver_and_needs_no_dns01_keys() -> None:
+    assert parse_stack_config({}, environment="prod").acme_solver == "http01"

@@ -104,9 +104,16 @@ def api_settings(
     return ApiSettings.from_env(env)
 
 
-def process_settings(*, database_url: str, temporal_address: str, work_dir: Path) -> Settings:
+def process_settings(
+    *,
+    database_url: str,
+    temporal_address: str,
+    work_dir: Path,
+    extra: Mapping[str, str] | None = None,
+) -> Settings:
     return Settings.from_env(
         {
+            **(extra or {}),
             "PORTAL_DOMAINS_HOME": str(work_dir),
             "PORTAL_DOMAINS_DATABASE_URL": database_url,
             "PORTAL_DOMAINS_TEMPORAL_ADDRESS": temporal_address,
@@ -126,10 +133,14 @@ def running_api(
     work_dir: Path,
     api: ApiSettings | None = None,
     rate_limiter: TenantRateLimiter | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningApi]:
     migrate.upgrade(database_url)
     settings = process_settings(
-        database_url=database_url, temporal_address=temporal_address, work_dir=work_dir
+        database_url=database_url,
+        temporal_address=temporal_address,
+        work_dir=work_dir,
+        extra=extra_env,
     )
     api = api or api_settings()
     engine = make_engine(database_url)
