@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from core.certificates import CertificateState, certificate_progress, condition
 from core.errors import ErrorKind, PortalDomainsError
 
 CERT_MANAGER = "/apis/cert-manager.io/v1"
@@ -37,15 +38,6 @@ class KubeError(PortalDomainsError):
     code = "kubernetes_unavailable"
     kind = ErrorKind.UNAVAILABLE
     retryable = True
-
-
-@dataclass(frozen=True, kw_only=True)
-class CertificateState:
-    ready: bool
-    reason: str  # cert-manager's reason (Ready condition, or the failing step's)
-    message: str
-    not_after: str | None = None
-    observed_at: str | None = None  # when cert-manager last changed the condition
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,67 +127,24 @@ class KubeClient:
 
     # ------------------------------------------------------------------ questions
     def certificate_state(self, namespace: str, name: str, dns_name: str) -> CertificateState:
-        """cert-manager's view of a Certificate; when not Ready, why (deepest step first)."""
+        """cert-manager's view of a Certificate (core.certificates decides what it means)."""
         cert = self.get(f"{CERT_MANAGER}/namespaces/{namespace}/certificates/{name}")
-        if cert is None:
-            return CertificateState(
-                ready=False, reason="NotFound", message=f"Certificate {namespace}/{name} is absent"
-            )
-        status = cert.get("status") or {}
-        ready = condition(cert, "Ready")
-        if ready and ready.get("status") == "True":
-            return CertificateState(
-                ready=True,
-                reason=str(ready.get("reason", "Ready")),
-                message=str(ready.get("message", "")),
-                not_after=status.get("notAfter"),
-                observed_at=ready.get("lastTransitionTime"),
-            )
-        # The challenge knows most (e.g. "Waiting for HTTP-01 challenge propagation"),
-        # then the order, then the request; the Certificate's own condition last.
-        for found in (
-            self._challenge_reason(namespace, dns_name),
-            self._order_reason(namespace, dns_name),
-        ):
-            if found is not None:
-                return found
-        if ready is None:
-            return CertificateState(
-                ready=False, reason="Pending", message="cert-manager has not looked at it yet"
-            )
-        return CertificateState(
-            ready=False,
-            reason=str(ready.get("reason", "NotReady")),
-            message=str(ready.get("message", "")),
-            observed_at=ready.get("lastTransitionTime"),
+        orders: list[Any] = []
+        challenges: list[Any] = []
+        if cert is not None:
+            ready = condition(cert, "Ready")
+            if ready is None or ready.get("status") != "True":
+                orders = (self.get(f"{ACME}/namespaces/{namespace}/orders") or {}).get("items", [])
+                challenges = (self.get(f"{ACME}/namespaces/{namespace}/challenges") or {}).get(
+                    "items", []
+                )
+        return certificate_progress(
+            cert,
+            dns_name=dns_name,
+            orders=orders,
+            challenges=challenges,
+            where=f"{namespace}/{name}",
         )
-
-    def _challenge_reason(self, namespace: str, dns_name: str) -> CertificateState | None:
-        listing = self.get(f"{ACME}/namespaces/{namespace}/challenges") or {}
-        for item in listing.get("items", []):
-            spec, status = item.get("spec") or {}, item.get("status") or {}
-            if spec.get("dnsName") == dns_name and status.get("state") not in (None, "valid"):
-                return CertificateState(
-                    ready=False,
-                    reason=f"Challenge {status.get('state', 'pending')}",
-                    message=str(status.get("reason", "")),
-                )
-        return None
-
-    def _order_reason(self, namespace: str, dns_name: str) -> CertificateState | None:
-        listing = self.get(f"{ACME}/namespaces/{namespace}/orders") or {}
-        for item in listing.get("items", []):
-            spec, status = item.get("spec") or {}, item.get("status") or {}
-            if dns_name in (spec.get("dnsNames") or []) and status.get("state") in (
-                "invalid",
-                "errored",
-            ):
-                return CertificateState(
-                    ready=False,
-                    reason=f"Order {status['state']}",
-                    message=str(status.get("reason", "")),
-                )
-        return None
 
     def live_object(self, manifest: Mapping[str, Any]) -> Any | None:
         """The stored object a manifest declares (None when absent)."""
@@ -238,11 +187,3 @@ def _named(config: Mapping[str, Any], section: str, name: Any, path: Path) -> Ma
             if isinstance(body, Mapping):
                 return body
     raise KubeError(f"kubeconfig {path}: no {section[:-1]} named {name!r}")
-
-
-def condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    """The status condition of type `kind` of an object, if it has one."""
-    for found in (obj.get("status") or {}).get("conditions") or []:
-        if isinstance(found, Mapping) and found.get("type") == kind:
-            return found
-    return None

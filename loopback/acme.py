@@ -63,7 +63,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from adapters.dns import DnsSettings
-from adapters.kube import condition, object_path
+from adapters.kube import object_path
+from core.certificates import condition
 from loopback.cluster import ClusterInfo, api_request
 from loopback.pki import self_signed_ca, write_private
 from stack.toolchain import VERSIONS_FILE, cache_root, read_pins

@@ -104,6 +104,13 @@ class DomainActivities:
             view = self.deps.domains.get(uuid.UUID(inp.tenant_id))
         except DomainNotFound:
             return p.LoadDomainResult(domain=None)
+        delegation = (
+            self.deps.stack_for(inp.environment).config.challenge_delegation(
+                domain=view.domain, prefix=view.canonical_prefix
+            )
+            if inp.environment
+            else None
+        )
         return p.LoadDomainResult(
             domain=p.DomainSnapshot(
                 tenant_id=str(view.tenant_id),
@@ -113,6 +120,8 @@ class DomainActivities:
                 status=view.status.value,
                 status_message=view.status_message,
                 version=view.version,
+                challenge_host=delegation.name if delegation else "",
+                challenge_target=delegation.target if delegation else "",
             )
         )
 
@@ -218,7 +227,9 @@ class DomainActivities:
         if state.ready:
             return p.CertificateCheckResult(ok=True, message="Ready", not_after=state.not_after)
         detail = f": {state.message}" if state.message else ""
-        return p.CertificateCheckResult(ok=False, message=f"cert-manager: {state.reason}{detail}")
+        return p.CertificateCheckResult(
+            ok=False, message=f"cert-manager: {state.reason}{detail}", failing=state.failing
+        )
 
     @activity.defn(name=p.PROBE_HTTPS)
     def probe_https(self, inp: p.HttpsProbeInput) -> p.HttpsProbeResult:

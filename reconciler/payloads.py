@@ -43,6 +43,9 @@ class Timings:
     dns_required_matches: int = 2
     cert_poll_interval: float = 30
     cert_timeout: float = 3600
+    # How long cert-manager may report a failure (core.certificates: failing) before
+    # the domain is certificate_failed; it is not going to fix itself.
+    cert_failure_grace: float = 300
     https_poll_interval: float = 15
     https_timeout: float = 900
     reconcile_wait_timeout: float = 1800
@@ -70,11 +73,17 @@ class DomainSnapshot:
     status: str
     status_message: str | None
     version: int
+    # DNS-01 delegation: `_acme-challenge.<domain>` must be a CNAME to
+    # challenge_target ("" with HTTP-01, and in histories from before it).
+    challenge_host: str = ""
+    challenge_target: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class LoadDomainInput:
     tenant_id: str
+    # Whose stack config says whether the domain also needs the challenge CNAME.
+    environment: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,6 +203,8 @@ class CertificateCheckResult:
     ok: bool
     message: str
     not_after: str | None = None
+    # cert-manager reports an error that needs a fix (cluster mode; False before it).
+    failing: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

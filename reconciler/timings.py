@@ -23,6 +23,7 @@ FAST = p.Timings(
     dns_timeout=20,
     cert_poll_interval=1,
     cert_timeout=60,
+    cert_failure_grace=10,
     https_poll_interval=1,
     https_timeout=30,
     reconcile_wait_timeout=600,

@@ -63,7 +63,7 @@ class PortalDomainRegistrationWorkflow:
     async def _load(self, tenant_id: str) -> p.DomainSnapshot | None:
         result: p.LoadDomainResult = await workflow.execute_activity(
             p.LOAD_DOMAIN,
-            p.LoadDomainInput(tenant_id=tenant_id),
+            p.LoadDomainInput(tenant_id=tenant_id, environment=self._environment),
             result_type=p.LoadDomainResult,
             start_to_close_timeout=QUICK,
             retry_policy=DB_RETRY,
@@ -130,6 +130,25 @@ class PortalDomainRegistrationWorkflow:
             ),
             p.VerifyCnameResult,
         )
+
+    async def _verify_records(self, snap: p.DomainSnapshot) -> tuple[p.VerifyCnameResult, str]:
+        """Check the tenant's CNAME records; the first one that does not match, and its name.
+
+        With DNS-01 delegation there are two: the portal's and `_acme-challenge`'s.
+        """
+        result = await self._verify_cname(snap)
+        if not result.matches or not snap.challenge_host:
+            return result, snap.domain
+        challenge = await self._probe_activity(
+            p.VERIFY_CNAME,
+            p.VerifyCnameInput(
+                tenant_id=snap.tenant_id,
+                domain=snap.challenge_host,
+                expected=snap.challenge_target,
+            ),
+            p.VerifyCnameResult,
+        )
+        return challenge, snap.challenge_host
 
     def _now_seconds(self) -> float:
         return workflow.now().timestamp()
@@ -210,14 +229,17 @@ class PortalDomainRegistrationWorkflow:
         deadline = self._now_seconds() + t.dns_timeout
         matches, attempt = 0, 0
         last: p.VerifyCnameResult | None = None
+        last_name, last_target = snap.domain, snap.canonical_host
         while True:
-            result = await self._verify_cname(snap)
+            result, name = await self._verify_records(snap)
             if result.matches:
                 matches += 1
                 if matches >= t.dns_required_matches:
                     break
             else:
                 matches, last = 0, result
+                last_name = name
+                last_target = snap.canonical_host if name == snap.domain else snap.challenge_target
             # Past the deadline, a lookup that just matched is confirmed rather than
             # failed: it is the answer the tenant was waiting for.
             if self._now_seconds() >= deadline and matches == 0:
@@ -227,20 +249,21 @@ class PortalDomainRegistrationWorkflow:
                     else (last.error if last and last.error else "no CNAME was found")
                 )
                 message = (
-                    f"{snap.domain} is not a CNAME to {snap.canonical_host}: {seen}. "
-                    f"Create the record `{snap.domain}. CNAME {snap.canonical_host}.` at your "
+                    f"{last_name} is not a CNAME to {last_target}: {seen}. "
+                    f"Create the record `{last_name}. CNAME {last_target}.` at your "
                     "DNS provider, then choose Refresh."
                 )
-                if await self._record(
-                    snap,
-                    S.VERIFYING_DNS,
-                    S.DNS_FAILED,
-                    message,
-                    {
-                        "expected_cname": snap.canonical_host,
-                        "observed": (last.observed or "") if last else "",
-                    },
-                ):
+                details = {
+                    "expected_cname": snap.canonical_host,
+                    "observed": (last.observed or "") if last else "",
+                }
+                if snap.challenge_host:
+                    details = {
+                        "record": last_name,
+                        "expected_cname": last_target,
+                        "observed": details["observed"],
+                    }
+                if await self._record(snap, S.VERIFYING_DNS, S.DNS_FAILED, message, details):
                     await self._emit(
                         "portal_domain.dns_failed", snap, observed=last.observed if last else None
                     )
@@ -264,11 +287,14 @@ class PortalDomainRegistrationWorkflow:
             ):
                 await self._emit("portal_domain.dns_failed", snap, reason="caa")
             return
+        delegated = (
+            f" and {snap.challenge_host} to {snap.challenge_target}" if snap.challenge_host else ""
+        )
         if await self._record(
             snap,
             S.VERIFYING_DNS,
             S.PENDING_CERTIFICATE,
-            f"DNS verified: {snap.domain} is a CNAME to {snap.canonical_host}. "
+            f"DNS verified: {snap.domain} is a CNAME to {snap.canonical_host}{delegated}. "
             "Deploying the certificate, gateway and routes.",
             {"expected_cname": snap.canonical_host, "observed": snap.canonical_host},
         ):
@@ -338,6 +364,7 @@ class PortalDomainRegistrationWorkflow:
     async def _wait_certificate(self, snap: p.DomainSnapshot, t: p.Timings) -> None:
         self._stage = "waiting_certificate"
         started = self._now_seconds()
+        failing_since: float | None = None
         while True:
             result = await self._probe_activity(
                 p.CHECK_CERTIFICATE,
@@ -360,11 +387,28 @@ class PortalDomainRegistrationWorkflow:
                         issuance_seconds=round(self._now_seconds() - started, 1),
                     )
                 return
-            if self._now_seconds() - started >= t.cert_timeout:
+            if result.failing and failing_since is None:
+                failing_since = self._now_seconds()
+            elif not result.failing:
+                failing_since = None
+            # cert-manager reporting the same failure for a while will not fix itself:
+            # say so now rather than after the whole certificate timeout.
+            failed_for = self._now_seconds() - failing_since if failing_since is not None else 0
+            if (
+                failing_since is not None and failed_for >= t.cert_failure_grace
+            ) or self._now_seconds() - started >= t.cert_timeout:
+                if snap.challenge_host:
+                    check = (
+                        f"Check that {snap.challenge_host} is a CNAME to {snap.challenge_target}"
+                    )
+                else:
+                    check = (
+                        f"Check that http://{snap.domain}/.well-known/acme-challenge/ reaches "
+                        "our ingress"
+                    )
                 message = (
-                    f"No valid certificate for {snap.domain} yet: {result.message}. Check that "
-                    f"http://{snap.domain}/.well-known/acme-challenge/ reaches our ingress, that "
-                    "no CAA record forbids letsencrypt.org, and Let's Encrypt rate limits "
+                    f"No valid certificate for {snap.domain} yet: {result.message}. {check}, "
+                    "that no CAA record forbids letsencrypt.org, and Let's Encrypt rate limits "
                     "(5 duplicate certificates per week). cert-manager keeps retrying with backoff."
                 )
                 if await self._record(snap, S.CERTIFICATE_ISSUING, S.CERTIFICATE_FAILED, message):

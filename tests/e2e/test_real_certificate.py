@@ -25,7 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from adapters.kube import condition, object_path
+from adapters.kube import object_path
+from core.certificates import condition
 from loopback.acme import (
     CLUSTER_RESOURCE_NAMESPACE,
     CertManagerController,

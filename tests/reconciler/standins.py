@@ -54,6 +54,12 @@ class Tenant:
         default_factory=lambda: p.CheckCaaResult(allowed=True, message="CAA allows it")
     )
     certificate_ok: bool = True
+    # cert-manager reports an error that needs a fix (cluster mode's `failing`).
+    certificate_failing: bool = False
+    # DNS-01 delegation: the snapshot names the _acme-challenge CNAME, answered by
+    # `challenge_cname` (default: matches).
+    delegated: bool = False
+    challenge_cname: CnameScript | None = None
     https_ok: bool = True
     reconcile_error: str | None = None  # the reconcile fails permanently with this
     transitions: list[tuple[str, str, str]] = field(default_factory=list)
@@ -65,6 +71,14 @@ class Tenant:
     def canonical_host(self) -> str:
         return f"{self.prefix}.portal.algapsa.com"
 
+    @property
+    def challenge_host(self) -> str:
+        return f"_acme-challenge.{self.domain}" if self.delegated else ""
+
+    @property
+    def challenge_target(self) -> str:
+        return f"{self.prefix}.acme.portal.algapsa.com" if self.delegated else ""
+
     def snapshot(self) -> p.DomainSnapshot:
         return p.DomainSnapshot(
             tenant_id=self.tenant_id,
@@ -74,6 +88,8 @@ class Tenant:
             status=self.status.value,
             status_message=self.message,
             version=self.version,
+            challenge_host=self.challenge_host,
+            challenge_target=self.challenge_target,
         )
 
 
@@ -120,6 +136,10 @@ class StandInActivities:
     @activity.defn(name=p.VERIFY_CNAME)
     async def verify_cname(self, inp: p.VerifyCnameInput) -> p.VerifyCnameResult:
         t = self.tenant
+        if t.delegated and inp.domain == t.challenge_host:
+            if t.challenge_cname is None:
+                return matching(inp.expected)
+            return t.challenge_cname(t.cname_calls)
         call = t.cname_calls
         t.cname_calls += 1
         if t.cname_delay_seconds:
@@ -156,6 +176,12 @@ class StandInActivities:
     async def check_certificate(self, inp: p.CertificateCheckInput) -> p.CertificateCheckResult:
         if self.tenant.certificate_ok:
             return p.CertificateCheckResult(ok=True, message="valid", not_after="2027-03-01")
+        if self.tenant.certificate_failing:
+            return p.CertificateCheckResult(
+                ok=False,
+                message="cert-manager: Challenge pending: DNS update failed: REFUSED",
+                failing=True,
+            )
         return p.CertificateCheckResult(ok=False, message="self-signed certificate")
 
     @activity.defn(name=p.PROBE_HTTPS)

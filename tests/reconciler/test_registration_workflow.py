@@ -149,6 +149,85 @@ def test_a_certificate_that_never_arrives_fails_with_guidance(temporal_address: 
     assert "portal_domain.cert_failed" in tenant.events
 
 
+def test_a_failure_cert_manager_reports_fails_the_certificate_after_the_grace_not_the_timeout(
+    temporal_address: str,
+) -> None:
+    tenant = Tenant(certificate_ok=False, certificate_failing=True)
+    # The whole-certificate timeout is far away: only the failure grace can end the wait.
+    timings = dataclasses.replace(FAST, cert_timeout=600, cert_failure_grace=0.5)
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_for(lambda t: "portal_domain.cert_failed" in t.events, "the event", 20)
+
+    drive(temporal_address, tenant, scenario, timings=timings)
+    assert statuses(tenant)[-1] == ("certificate_issuing", "certificate_failed")
+    assert "DNS update failed: REFUSED" in tenant.message
+
+
+def test_a_progressing_certificate_is_not_failed_before_the_timeout(
+    temporal_address: str,
+) -> None:
+    tenant = Tenant(certificate_ok=False)  # not ready, but cert-manager reports no error
+    timings = dataclasses.replace(FAST, cert_timeout=3, cert_failure_grace=0.2)
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_status(S.CERTIFICATE_ISSUING)
+        await asyncio.sleep(1.5)  # well past the grace, before the timeout
+        assert tenant.status is S.CERTIFICATE_ISSUING
+        await rig.wait_for(lambda t: "portal_domain.cert_failed" in t.events, "the event", 20)
+
+    drive(temporal_address, tenant, scenario, timings=timings)
+
+
+# ------------------------------------------------------------------ DNS-01 delegation
+
+
+def test_with_delegation_both_cnames_are_verified_before_deploying(temporal_address: str) -> None:
+    tenant = Tenant(delegated=True)
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_status(S.ACTIVE)
+
+    drive(temporal_address, tenant, scenario)
+    verified = next(m for old, new, m in tenant.transitions if new == "pending_certificate")
+    assert f"_acme-challenge.portal.acme.com to {tenant.challenge_target}" in verified
+
+
+def test_a_missing_challenge_cname_fails_dns_naming_that_record(temporal_address: str) -> None:
+    tenant = Tenant(
+        delegated=True,
+        challenge_cname=lambda _call: p.VerifyCnameResult(
+            matches=False, observed=None, error="the name does not exist (NXDOMAIN)"
+        ),
+    )
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_for(lambda t: "portal_domain.dns_failed" in t.events, "the event")
+
+    drive(temporal_address, tenant, scenario)
+    assert statuses(tenant)[-1] == ("verifying_dns", "dns_failed")
+    assert tenant.reconcile_reasons == []
+    assert (
+        f"Create the record `_acme-challenge.portal.acme.com. CNAME {tenant.challenge_target}.`"
+        in tenant.message
+    )
+    assert "NXDOMAIN" in tenant.message
+
+
+def test_a_failed_delegated_certificate_points_at_the_challenge_record(
+    temporal_address: str,
+) -> None:
+    tenant = Tenant(delegated=True, certificate_ok=False, certificate_failing=True)
+    timings = dataclasses.replace(FAST, cert_failure_grace=0.2)
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_for(lambda t: "portal_domain.cert_failed" in t.events, "the event", 20)
+
+    drive(temporal_address, tenant, scenario, timings=timings)
+    assert "Check that _acme-challenge.portal.acme.com is a CNAME to" in tenant.message
+    assert "/.well-known/acme-challenge/" not in tenant.message
+
+
 def test_a_reconcile_that_fails_permanently_keeps_the_domain_waiting_with_the_reason(
     temporal_address: str,
 ) -> None:

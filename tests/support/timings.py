@@ -14,6 +14,7 @@ TEST_TIMINGS = p.Timings(
     dns_timeout=4,
     cert_poll_interval=0.5,
     cert_timeout=30,
+    cert_failure_grace=3,
     https_poll_interval=0.5,
     https_timeout=15,
     reconcile_wait_timeout=300,
