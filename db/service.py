@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from core.canonical import canonical_host, certificate_secret_name, choose_prefix
+from core.config import ACME_CHALLENGE_LABEL
 from core.hostnames import HostnameError, normalize_base_domain, normalize_hostname
 from core.records import DomainRecord
 from core.status import DEPLOYABLE, DomainStatus, check_transition
@@ -186,10 +187,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def pending_dns_message(domain: str, canonical: str) -> str:
+def pending_dns_message(domain: str, canonical: str, challenge_target: str | None = None) -> str:
+    if challenge_target is None:
+        return (
+            f"Waiting for DNS: create a CNAME record {domain} -> {canonical}, then wait for it "
+            "to propagate; verification starts automatically."
+        )
     return (
-        f"Waiting for DNS: create a CNAME record {domain} -> {canonical}, then wait for it "
-        "to propagate; verification starts automatically."
+        f"Waiting for DNS: create two CNAME records, {domain} -> {canonical} and "
+        f"{ACME_CHALLENGE_LABEL}.{domain} -> {challenge_target}, then wait for them to "
+        "propagate; verification starts automatically."
     )
 
 
@@ -201,9 +208,13 @@ class DomainService:
         base_domain: str,
         on_committed: Callable[[DomainChange], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        challenge_zone: str | None = None,
     ) -> None:
+        """`challenge_zone`: the environment's DNS-01 delegation zone (acmeDns01Zone) when
+        it issues by delegation, so the first status message names both records."""
         self._sessions = session_factory
         self._base_domain = normalize_base_domain(base_domain)
+        self._challenge_zone = challenge_zone
         self._on_committed = on_committed
         self._clock = clock
 
@@ -274,7 +285,7 @@ class DomainService:
                     if before in _FAILED:
                         check_transition(before, DomainStatus.PENDING_DNS)
                         row.status = DomainStatus.PENDING_DNS
-                        row.status_message = pending_dns_message(row.domain, row.canonical_host)
+                        row.status_message = self._pending_dns(row.domain, row)
                         row.updated_at = self._clock()
                         session.flush()
                     self._audit_row(session, row, DomainAction.REFRESH, actor, before, "ok")
@@ -504,7 +515,7 @@ class DomainService:
         action = DomainAction.REQUEST if previous == host else DomainAction.REPLACE
         row.domain = host
         row.status = DomainStatus.PENDING_DNS
-        row.status_message = pending_dns_message(host, row.canonical_host)
+        row.status_message = self._pending_dns(host, row)
         row.last_checked_at = None
         row.verification_details = {"expected_cname": row.canonical_host}
         row.last_synced_resource_version = None
@@ -515,6 +526,10 @@ class DomainService:
         )
         view = _view(row)
         return view, _change(view, action)
+
+    def _pending_dns(self, host: str, row: PortalDomain) -> str:
+        target = f"{row.canonical_prefix}.{self._challenge_zone}" if self._challenge_zone else None
+        return pending_dns_message(host, row.canonical_host, target)
 
     def _new_row(self, session: Session, tenant_id: UUID, host: str, now: datetime) -> PortalDomain:
         # Only prefixes sharing the tenant's first 7 hex digits can collide.
@@ -532,7 +547,11 @@ class DomainService:
             canonical_prefix=prefix,
             canonical_host=canonical,
             status=DomainStatus.PENDING_DNS,
-            status_message=pending_dns_message(host, canonical),
+            status_message=pending_dns_message(
+                host,
+                canonical,
+                f"{prefix}.{self._challenge_zone}" if self._challenge_zone else None,
+            ),
             last_checked_at=None,
             verification_method=VerificationMethod.CNAME,
             verification_details={"expected_cname": canonical},

@@ -716,6 +716,9 @@ def running_cert_manager(
         f"--kubeconfig={cluster.kubeconfig}",
         f"--cluster-resource-namespace={cluster_resource_namespace}",
         f"--dns01-nameserver={dns_server.nameserver}",
+        # The Secret goes with its Certificate (loopback/cluster.py runs the garbage
+        # collector), as a removed tenant's must in production too.
+        "--enable-certificate-owner-ref=true",
         f"-v={verbosity}",
         *extra_args,
     ]

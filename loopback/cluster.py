@@ -1,10 +1,12 @@
 """A real Kubernetes API server on loopback: etcd + kube-apiserver, with the cert-manager
-and Istio CRDs installed.
+and Istio CRDs installed, and kube-controller-manager running two of its controllers.
 
 The tests use it to prove that the manifests we generate are accepted by a real API
 server (server-side dry-run with strict field validation), and engineers run it with
-`portal-domains dev-cluster up|down|status`. There is no controller-manager, scheduler
-or kubelet: objects are stored and validated, nothing reconciles them.
+`portal-domains dev-cluster up|down|status`. kube-controller-manager runs only the
+garbage collector (objects owned by a deleted one go too, e.g. the Secret
+cert-manager wrote for a removed Certificate) and the namespace controller. There is
+no scheduler or kubelet: no Pod ever runs.
 
 scripts/setup-kubernetes.sh builds the binaries and extracts the CRDs into a cache
 folder keyed by the versions in scripts/toolchain/versions.env; this module finds them
@@ -95,6 +97,7 @@ class Binaries:
     kube_apiserver: Path
     etcd: Path
     kubectl: Path
+    kube_controller_manager: Path
 
 
 def read_versions(path: Path = VERSIONS_FILE) -> KubernetesVersions:
@@ -115,7 +118,7 @@ def locate_binaries(environ: Mapping[str, str] | None = None) -> Binaries:
     env = os.environ if environ is None else environ
     versions = read_versions()
     bin_dir = cache_root(env) / "toolchain" / versions.binaries_key / "bin"
-    names = ("kube-apiserver", "etcd", "kubectl")
+    names = ("kube-apiserver", "etcd", "kubectl", "kube-controller-manager")
     found: dict[str, Path] = {}
     if all(os.access(bin_dir / name, os.X_OK) for name in names):
         found = {name: bin_dir / name for name in names}
@@ -134,6 +137,7 @@ def locate_binaries(environ: Mapping[str, str] | None = None) -> Binaries:
         kube_apiserver=found["kube-apiserver"].resolve(),
         etcd=found["etcd"].resolve(),
         kubectl=found["kubectl"].resolve(),
+        kube_controller_manager=found["kube-controller-manager"].resolve(),
     )
 
 
@@ -535,11 +539,36 @@ def apiserver_argv(
         "--authorization-mode=RBAC",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         # The ServiceAccount admission plugin rejects every Pod whose namespace lacks
-        # the `default` ServiceAccount, and only kube-controller-manager creates those.
-        # No controller-manager runs here, so Pods (e.g. cert-manager's HTTP-01 solver)
-        # would be unstorable; nothing mounts tokens without a kubelet anyway.
+        # the `default` ServiceAccount, and only kube-controller-manager's serviceaccount
+        # controller creates those; it does not run here, so Pods (e.g. cert-manager's
+        # HTTP-01 solver) would be unstorable. Nothing mounts tokens without a kubelet.
         "--disable-admission-plugins=ServiceAccount",
     ]
+
+
+# The controllers kube-controller-manager runs here (see the module doc).
+CONTROLLERS = ("garbagecollector", "namespace")
+
+
+def controller_manager_argv(binary: Path, *, kubeconfig: Path) -> list[str]:
+    return [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--controllers={','.join(CONTROLLERS)}",
+        # One instance: nothing to elect.
+        "--leader-elect=false",
+        # No metrics/health endpoint: readiness is read from its log instead.
+        "--secure-port=0",
+    ]
+
+
+# What kube-controller-manager logs once each controller works (v1.37).
+_STARTED_LINES = ("Proceeding to collect garbage", "Starting namespace controller")
+
+
+def _controllers_started(log_path: Path) -> bool:
+    text = _log_tail(log_path, 400)
+    return all(line in text for line in _STARTED_LINES)
 
 
 # --------------------------------------------------------------------------- start
@@ -812,6 +841,25 @@ def _start(
     state["crds"] = list(names)
     state["kubeconfig"] = str(ready.kubeconfig)
     _write_state(state_dir, state)
+
+    _say(progress, f"starting kube-controller-manager ({', '.join(CONTROLLERS)})")
+    manager = _launch(
+        "kube-controller-manager",
+        controller_manager_argv(binaries.kube_controller_manager, kubeconfig=ready.kubeconfig),
+        state_dir,
+    )
+    state["processes"]["kube-controller-manager"] = manager
+    _write_state(state_dir, state)
+    _wait_until(
+        functools.partial(_controllers_started, Path(manager["log"])),
+        timeout=timeout,
+        record=manager,
+        name="kube-controller-manager",
+        what="running its controllers",
+    )
+    ready = dataclasses.replace(
+        ready, pids={**ready.pids, "kube-controller-manager": int(manager["pid"])}
+    )
     _say(
         progress,
         f"cluster ready in {time.monotonic() - started:.1f}s: {ready.server}, "
@@ -836,7 +884,7 @@ def stop(state_dir: Path, *, progress: Progress | None = None, timeout: float = 
     processes: dict[str, Any] = state.get("processes", {})
     was_running = False
     # The API server first, so it does not spend its last seconds retrying etcd.
-    for name in ("kube-apiserver", "etcd"):
+    for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
         record = processes.get(name)
         if record is None:
             continue

@@ -10,6 +10,7 @@ stack state and Git converge, and nothing changes the second time.
 
 The one stand-in is cert-manager (no cluster here): loopback.cert_manager
 issues test-CA certificates for the Certificates that reached Git.
+`demo --cluster` (loopback.cluster_demo) runs the real one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from temporalio.client import WithStartWorkflowOperation
@@ -82,9 +83,11 @@ class DemoReport:
     commits: list[str]
     reconcile: dict[str, Any]
     seconds: float
+    # `demo --cluster`: what cert-manager stored for each active domain.
+    certificates: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _git_lines(remote: str, *args: str) -> list[str]:
+def git_lines(remote: str, *args: str) -> list[str]:
     proc = subprocess.run(
         ["git", "--git-dir", remote, *args], capture_output=True, text=True, check=False
     )
@@ -153,14 +156,14 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
                     )
 
                 await resume_registrations(runtime)
-                await _wait_settled(service, progress)
+                await wait_settled(service, progress)
                 progress("running one more environment reconcile (update-with-start)")
-                outcome = await _sync_now(client, settings, environment)
+                outcome = await sync_now(client, settings, environment)
             analytics.shutdown()
 
     views = service.list()
-    files = _git_lines(remote, "ls-tree", "--name-only", f"main:{config.manifest_root}")
-    commits = _git_lines(remote, "log", "--format=%h %s", "-n", "10", "main")
+    files = git_lines(remote, "ls-tree", "--name-only", f"main:{config.manifest_root}")
+    commits = git_lines(remote, "log", "--format=%h %s", "-n", "10", "main")
     return DemoReport(
         domains=[
             {
@@ -180,7 +183,7 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
     )
 
 
-async def _wait_settled(service: Any, progress: Progress, timeout: float = 300) -> None:
+async def wait_settled(service: Any, progress: Progress, timeout: float = 300) -> None:
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     wanted = {s.tenant_id for s in SAMPLES}
@@ -197,7 +200,7 @@ async def _wait_settled(service: Any, progress: Progress, timeout: float = 300) 
     raise TimeoutError("the sample domains did not settle within the demo's time limit")
 
 
-async def _sync_now(client: Any, settings: Settings, environment: str) -> p.ReconcileOutcome:
+async def sync_now(client: Any, settings: Settings, environment: str) -> p.ReconcileOutcome:
     start = WithStartWorkflowOperation(
         EnvironmentReconcileWorkflow.run,
         p.EnvironmentState(environment=environment, debounce_seconds=settings.debounce_seconds),

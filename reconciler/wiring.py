@@ -49,8 +49,12 @@ def domain_service(
     settings: Settings, *, hook: Callable[[DomainChange], None] | None = None
 ) -> DomainService:
     engine = make_engine(settings.database_url)
+    config = load_stack_config(settings.environment, root=settings.stack_config_dir)
     return DomainService(
-        make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
+        make_session_factory(engine),
+        base_domain=settings.base_domain,
+        on_committed=hook,
+        challenge_zone=config.acme_dns01_zone if config.acme_solver == "dns01" else None,
     )
 
 

@@ -2,7 +2,9 @@
 # Idempotent setup of the loopback Kubernetes API server used by the tests and by
 # `portal-domains dev-cluster` (loopback/cluster.py). It provides, each part
 # skipped when already present:
-#   1. kube-apiserver, kubectl (wrapper module scripts/toolchain/kubernetes) and
+#   1. kube-apiserver, kube-controller-manager (only its garbage collector and
+#      namespace controllers run: cert-manager's Secrets go with their
+#      Certificates), kubectl (wrapper module scripts/toolchain/kubernetes) and
 #      etcd (scripts/toolchain/etcd), built from the Go module proxy into
 #      <cache>/toolchain/kubernetes-<KUBERNETES_VERSION>_etcd-<ETCD_VERSION>/bin;
 #   2. the cert-manager and Istio CRDs, copied out of those projects' Go modules into
@@ -48,19 +50,21 @@ main() (
 
   if [ "${PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD:-}" = "1" ] \
       && command -v kube-apiserver >/dev/null && command -v etcd >/dev/null \
-      && command -v kubectl >/dev/null; then
+      && command -v kube-controller-manager >/dev/null && command -v kubectl >/dev/null; then
     step "kubernetes binaries: using PATH ($(command -v kube-apiserver))"
     expect_version "$(command -v etcd)" "etcd Version: $ETCD_VERSION" --version
     expect_version "$(command -v kube-apiserver)" "Kubernetes v$KUBERNETES_VERSION" --version
+    expect_version "$(command -v kube-controller-manager)" "Kubernetes v$KUBERNETES_VERSION" --version
     expect_version "$(command -v kubectl)" "Client Version: v$KUBERNETES_VERSION" version --client
   else
     if [ "${PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD:-}" = "1" ]; then
-      echo "PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1 but kube-apiserver, etcd or kubectl is not on PATH: building"
+      echo "PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1 but kube-apiserver, kube-controller-manager, etcd or kubectl is not on PATH: building"
     fi
     step "kubernetes binaries -> $bin"
     mkdir -p "$bin"
-    if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kubectl" ] || [ ! -x "$bin/etcd" ]; then
-      need_go "to build them (or put kube-apiserver, etcd and kubectl on PATH and set PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1)"
+    if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] \
+        || [ ! -x "$bin/kubectl" ] || [ ! -x "$bin/etcd" ]; then
+      need_go "to build them (or put kube-apiserver, kube-controller-manager, etcd and kubectl on PATH and set PORTAL_DOMAINS_SKIP_KUBERNETES_BUILD=1)"
       echo "first build: roughly 15-40 minutes on 2 cores; later runs reuse $bin"
     fi
 
@@ -77,6 +81,15 @@ main() (
     fi
     CURRENT_STEP="check kube-apiserver version"
     expect_version "$bin/kube-apiserver" "Kubernetes v$KUBERNETES_VERSION" --version
+
+    if [ ! -x "$bin/kube-controller-manager" ]; then
+      # Most packages are shared with kube-apiserver, so this reuses its build cache.
+      step "build kube-controller-manager v$KUBERNETES_VERSION"
+      go_build "$tc/kubernetes" "$bin/kube-controller-manager" \
+        k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+    fi
+    CURRENT_STEP="check kube-controller-manager version"
+    expect_version "$bin/kube-controller-manager" "Kubernetes v$KUBERNETES_VERSION" --version
 
     if [ ! -x "$bin/kubectl" ]; then
       # Most packages are shared with kube-apiserver, so this reuses its build cache.

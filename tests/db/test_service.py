@@ -571,3 +571,25 @@ def test_synced_versions_are_stored_per_prefix_without_an_audit_row(
     assert after.version == view.version  # bookkeeping, not a transition
     assert len(service.audit_log(tenant)) == audit_before
     assert changes == []  # no workflow is signalled for it
+
+
+def test_with_dns01_delegation_the_first_message_names_both_records(engine: sa.Engine) -> None:
+    delegated = DomainService(
+        make_session_factory(engine), base_domain=BASE, challenge_zone="acme.portal.example.net"
+    )
+    view = delegated.request(ALICE, "portal.acme.com", OPERATOR)
+    assert view.status_message is not None
+    assert f"portal.acme.com -> {view.canonical_host}" in view.status_message
+    assert (
+        f"_acme-challenge.portal.acme.com -> {view.canonical_prefix}.acme.portal.example.net"
+        in view.status_message
+    )
+    # A failed domain sent back to pending_dns by Refresh says the same.
+    _walk(delegated, ALICE, DomainStatus.VERIFYING_DNS, DomainStatus.DNS_FAILED)
+    refreshed = delegated.refresh(ALICE, OPERATOR)
+    assert "_acme-challenge.portal.acme.com" in (refreshed.status_message or "")
+
+
+def test_without_delegation_the_first_message_names_one_record(service: DomainService) -> None:
+    view = service.request(ALICE, "portal.acme.com", OPERATOR)
+    assert "_acme-challenge" not in (view.status_message or "")

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -185,7 +186,11 @@ def test_readyz(cluster: ClusterInfo) -> None:
     current = status(cluster.state_dir)
     assert current.running, current.detail
     assert current.readyz == "ok"
-    assert current.processes == {"etcd": True, "kube-apiserver": True}
+    assert current.processes == {
+        "etcd": True,
+        "kube-apiserver": True,
+        "kube-controller-manager": True,
+    }
 
 
 def test_every_crd_is_established(cluster: ClusterInfo) -> None:
@@ -270,9 +275,45 @@ def test_schema_violation_is_rejected(cluster: ClusterInfo) -> None:
     assert "must be of type integer" in response.message
 
 
-def test_pods_are_admitted_without_a_controller_manager(cluster: ClusterInfo) -> None:
-    # No controller-manager creates the `default` ServiceAccount; the ServiceAccount
-    # admission plugin would reject this Pod (cert-manager's HTTP-01 solver is one).
+def test_an_object_owned_by_a_deleted_one_is_garbage_collected(cluster: ClusterInfo) -> None:
+    # What removes a tenant's TLS Secret with its Certificate (cert-manager's
+    # --enable-certificate-owner-ref): the owner here is a ConfigMap, the same mechanism.
+    base = f"/api/v1/namespaces/{APP_NAMESPACE}"
+    owner = api_request(
+        cluster,
+        "POST",
+        f"{base}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gc-owner"}},
+    )
+    assert owner.ok, owner.message
+    owned = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "gc-owned",
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": "gc-owner",
+                    "uid": owner.body["metadata"]["uid"],
+                }
+            ],
+        },
+        "stringData": {"k": "v"},
+    }
+    assert api_request(cluster, "POST", f"{base}/secrets", owned).ok
+    assert api_request(cluster, "DELETE", f"{base}/configmaps/gc-owner").ok
+    deadline = time.monotonic() + 30
+    while api_request(cluster, "GET", f"{base}/secrets/gc-owned").status != 404:
+        assert time.monotonic() < deadline, "the owned Secret outlived its owner by 30 s"
+        time.sleep(0.2)
+
+
+def test_pods_are_admitted_without_a_serviceaccount_controller(cluster: ClusterInfo) -> None:
+    # kube-controller-manager runs no serviceaccount controller here, so nothing creates
+    # the `default` ServiceAccount; the ServiceAccount admission plugin would reject
+    # this Pod (cert-manager's HTTP-01 solver is one).
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -301,7 +342,7 @@ def test_lifecycle_start_status_stop(tmp_path: Path, caplog: pytest.LogCaptureFi
         finally:
             assert stop(state_dir) is True
 
-    assert set(info.pids) == {"etcd", "kube-apiserver"}
+    assert set(info.pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
     assert not any(is_alive(pid) for pid in info.pids.values())
     assert status(state_dir).state == "stopped"
     assert stop(state_dir) is False

@@ -2,9 +2,11 @@
 
 PostgreSQL (migrated), the Temporal dev server, the Pulumi engine with a file
 backend, a bare nm-kube-config remote, a DNS server, an HTTPS "ingress" with a
-test CA, a PostHog capture server and an in-memory span exporter. The only
-stand-in is cert-manager (loopback.cert_manager), which cannot run without a
-cluster.
+test CA, a PostHog capture server and an in-memory span exporter. By default
+cert-manager is the stand-in loopback.cert_manager (gitops mode: nothing applies
+the Certificates); tests/e2e/test_real_issuance.py passes `real=` instead: BIND,
+a cluster with cert-manager's own controllers and Pebble, and the gateway's TLS
+served from the Secrets cert-manager writes.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from google.protobuf.duration_pb2 import Duration
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,6 +27,7 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from adapters.dns import DnsSettings
 from adapters.gitops import ensure_bare_remote
 from adapters.telemetry import Analytics, setup_tracing
 from core.settings import Settings
@@ -46,13 +50,31 @@ MANIFEST_ROOT = load_stack_config("staging").manifest_root
 ISSUER_FILE = f"{ISSUER_SLUG}.yaml"
 
 
+class TenantDns(Protocol):
+    """The tenants' DNS as the tests change it: loopback.dns_server or BIND (loopback.acme)."""
+
+    def set_cname(self, name: str, target: str) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealIssuance:
+    """What replaces the stand-ins when cert-manager runs for real (see the module doc)."""
+
+    dns: TenantDns
+    dns_settings: DnsSettings
+    probe: ProbeSettings
+    stack_config_dir: Path
+
+
 @dataclass
 class Harness:
     tmp: Path
     env: dict[str, str]
     settings: Settings
     service: DomainService
-    dns: LocalDnsServer
+    dns: TenantDns
     tls: LocalTlsServer
     capture: CaptureServer
     spans: InMemorySpanExporter
@@ -150,7 +172,7 @@ def harness_env(
     temporal_address: str,
     remote: str,
     dns_port: int,
-    tls: LocalTlsServer,
+    probe: ProbeSettings,
     capture_url: str,
 ) -> dict[str, str]:
     return {
@@ -164,9 +186,9 @@ def harness_env(
         "PORTAL_DOMAINS_GITOPS_REMOTE": remote,
         "PORTAL_DOMAINS_DNS_NAMESERVERS": "127.0.0.1",
         "PORTAL_DOMAINS_DNS_PORT": str(dns_port),
-        "PORTAL_DOMAINS_PROBE_PORT": str(tls.port),
-        "PORTAL_DOMAINS_PROBE_CONNECT_ADDRESS": "127.0.0.1",
-        "PORTAL_DOMAINS_PROBE_CA_BUNDLE": str(tls.ca.ca_pem_path),
+        "PORTAL_DOMAINS_PROBE_PORT": str(probe.port),
+        "PORTAL_DOMAINS_PROBE_CONNECT_ADDRESS": probe.connect_address or "",
+        "PORTAL_DOMAINS_PROBE_CA_BUNDLE": probe.ca_bundle or "",
         "PORTAL_DOMAINS_POSTHOG_API_KEY": "phc_test_key",
         "PORTAL_DOMAINS_POSTHOG_HOST": capture_url,
         "PULUMI_CONFIG_PASSPHRASE": "test",
@@ -181,6 +203,7 @@ async def reconciler_harness(
     temporal_address: str,
     run_worker: bool = True,
     extra_env: Mapping[str, str] | None = None,
+    real: RealIssuance | None = None,
 ) -> AsyncIterator[Harness]:
     migrate.upgrade(database_url)
     # A namespace of its own: the environment workflow's id is fixed per
@@ -190,23 +213,38 @@ async def reconciler_harness(
     remote = ensure_bare_remote(tmp / "nm-kube-config.git")
     ca = TestCertificateAuthority(tmp / "ca")
     with (
-        LocalDnsServer() as dns,
+        LocalDnsServer() as local_dns,
         LocalTlsServer(ca) as tls,
         CaptureServer() as capture,
-        CertManagerSimulator(
-            remote=remote, manifest_root=MANIFEST_ROOT, tls=tls, interval_seconds=0.2
-        ),
+        ExitStack() as standins,
     ):
+        if real is None:
+            standins.enter_context(
+                CertManagerSimulator(
+                    remote=remote, manifest_root=MANIFEST_ROOT, tls=tls, interval_seconds=0.2
+                )
+            )
+        dns: TenantDns = real.dns if real else local_dns
+        dns_settings = real.dns_settings if real else local_dns.settings
+        probe = (
+            real.probe
+            if real
+            else ProbeSettings(
+                port=tls.port, connect_address="127.0.0.1", ca_bundle=str(ca.ca_pem_path)
+            )
+        )
         env = harness_env(
             tmp,
             database_url=database_url,
             temporal_address=temporal_address,
             remote=remote,
-            dns_port=dns.port,
-            tls=tls,
+            dns_port=dns_settings.port,
+            probe=probe,
             capture_url=capture.url,
         )
         env["PORTAL_DOMAINS_TEMPORAL_NAMESPACE"] = namespace
+        if real is not None:
+            env["PORTAL_DOMAINS_STACK_CONFIG_DIR"] = str(real.stack_config_dir)
         env.update(extra_env or {})
         settings = Settings.from_env(env)
         spans = InMemorySpanExporter()
@@ -220,10 +258,8 @@ async def reconciler_harness(
             client,
             analytics=analytics,
             tracer_provider=provider,
-            probe=ProbeSettings(
-                port=tls.port, connect_address="127.0.0.1", ca_bundle=str(ca.ca_pem_path)
-            ),
-            dns=dns.settings,
+            probe=probe,
+            dns=dns_settings,
         )
         service = domain_service(settings, hook=workflow_hook(settings, analytics))
         harness = Harness(

@@ -95,6 +95,7 @@ type options struct {
 	maxConcurrentChallenges  int
 	minBackoff               time.Duration
 	maxBackoff               time.Duration
+	ownerRef                 bool
 	version                  bool
 }
 
@@ -118,6 +119,9 @@ func parseFlags() options {
 		"first wait before retrying a failed issuance (upstream default 1h)")
 	fs.DurationVar(&o.maxBackoff, "certificate-request-maximum-backoff-duration", 32*time.Hour,
 		"longest wait before retrying a failed issuance (upstream default 32h)")
+	fs.BoolVar(&o.ownerRef, "enable-certificate-owner-ref", false,
+		"make each Certificate the owner of its Secret, so the garbage collector deletes the "+
+			"Secret with it (upstream's flag of the same name)")
 	fs.BoolVar(&o.version, "version", false, "print the cert-manager version and exit")
 	// klog's own flags (-v, -logtostderr, ...) on the same command line.
 	klog.InitFlags(fs)
@@ -200,6 +204,7 @@ func contextOptions(o options) controller.ContextOptions {
 			DNS01CheckRetryPeriod:   o.checkRetryPeriod,
 		},
 		CertificateOptions: controller.CertificateOptions{
+			EnableOwnerRef:                           o.ownerRef,
 			CertificateRequestMinimumBackoffDuration: o.minBackoff,
 			CertificateRequestMaximumBackoffDuration: o.maxBackoff,
 		},
