@@ -808,6 +808,58 @@ def cluster_issuer_manifest(
     }
 
 
+def prepare_for_issuance(
+    cluster: ClusterInfo,
+    *,
+    dns_server: DnsServer,
+    pebble: PebbleServer,
+    folder: Path,
+    namespaces: Sequence[str] = ("istio-system", "msp"),
+) -> Path:
+    """What a platform team provisions before the stack runs; returns Pebble's root (PEM file).
+
+    The gateway's and the routes' namespaces, and the Secret with the delegation zone's
+    TSIG key (the stack config names only the Secret).
+    """
+    for namespace in namespaces:
+        create(cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    create(cluster, tsig_secret_manifest(dns_server))
+    root_pem = folder / "pebble-root.pem"
+    root_pem.write_bytes(pebble.issuing_root().public_bytes(serialization.Encoding.PEM))
+    return root_pem
+
+
+def dns01_stack_config(
+    *,
+    issuer: str,
+    kubeconfig: Path,
+    pebble: PebbleServer,
+    dns_server: DnsServer,
+    acme_zone: str,
+    tsig_secret_name: str = TSIG_SECRET_NAME,
+) -> dict[str, Any]:
+    """`Pulumi.<env>.yaml` content for cluster mode issuing from Pebble by DNS-01 delegation.
+
+    What `demo --cluster` and the issuance e2e run: the stack declares the ClusterIssuer
+    (core.manifests.cluster_issuer) from these keys.
+    """
+    config = {
+        "mode": "cluster",
+        "kubeconfig": str(kubeconfig),
+        "issuerName": issuer,
+        "allowedIssuers": [issuer],
+        "acmeServer": pebble.directory_url,
+        "acmeEmail": "platform@portal-domains.test",
+        "acmeCaBundle": base64.b64encode(pebble.tls_ca_pem()).decode(),
+        "acmeSolver": "dns01",
+        "acmeDns01Zone": acme_zone,
+        "acmeRfc2136Nameserver": dns_server.nameserver,
+        "acmeRfc2136TsigKeyName": dns_server.acme_key.name,
+        "acmeRfc2136TsigSecret": tsig_secret_name,
+    }
+    return {"config": {f"portal-domains:{key}": value for key, value in config.items()}}
+
+
 # --------------------------------------------------------------------------- API helpers
 
 

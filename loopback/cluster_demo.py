@@ -30,34 +30,38 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from adapters.gitops import ensure_bare_remote
 from adapters.kube import KubeClient
-from adapters.telemetry import Analytics, setup_tracing
 from core.manifests import resource_name
 from core.settings import Settings
 from db import migrate
 from loopback.acme import (
-    TSIG_SECRET_NAME,
-    create,
+    dns01_stack_config,
+    prepare_for_issuance,
     running_cert_manager,
     running_dns_server,
     running_pebble,
-    tsig_secret_manifest,
 )
 from loopback.cluster import running_cluster
-from loopback.demo import SAMPLES, WRONG_TARGET, DemoReport, git_lines, sync_now, wait_settled
+from loopback.demo import (
+    SAMPLES,
+    WRONG_TARGET,
+    DemoReport,
+    demo_report,
+    demo_runtime,
+    sync_now,
+    wait_settled,
+)
 from loopback.secret_gateway import SecretGateway
 from loopback.temporal import temporal_dev_server
 from reconciler.activities import ProbeSettings
 from reconciler.timings import FAST, as_setting
-from reconciler.wiring import build_runtime, connect, domain_service
+from reconciler.wiring import domain_service
 from reconciler.worker import make_worker, resume_registrations
 from stack.config import load_stack_config
 
@@ -72,29 +76,6 @@ TIMINGS = replace(FAST, cert_timeout=300, https_timeout=60)
 
 def _zone_of(domain: str) -> str:
     return domain.split(".", 1)[1]
-
-
-def _stack_file(
-    folder: Path, *, kubeconfig: Path, pebble_url: str, ca_pem: bytes, dns: Any
-) -> None:
-    """The demo environment's Pulumi.<env>.yaml: cluster mode, issuing from Pebble by DNS-01."""
-    config = {
-        "mode": "cluster",
-        "kubeconfig": str(kubeconfig),
-        "issuerName": ISSUER,
-        "allowedIssuers": [ISSUER],
-        "acmeServer": pebble_url,
-        "acmeEmail": "platform@portal-domains.test",
-        "acmeCaBundle": base64.b64encode(ca_pem).decode(),
-        "acmeSolver": "dns01",
-        "acmeDns01Zone": ACME_ZONE,
-        "acmeRfc2136Nameserver": dns.nameserver,
-        "acmeRfc2136TsigKeyName": dns.acme_key.name,
-        "acmeRfc2136TsigSecret": TSIG_SECRET_NAME,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    document = {"config": {f"portal-domains:{k}": v for k, v in config.items()}}
-    (folder / f"Pulumi.{_ENVIRONMENT}.yaml").write_text(yaml.safe_dump(document))
 
 
 _ENVIRONMENT = "staging"
@@ -131,45 +112,35 @@ async def run_cluster_demo(base: Settings, progress: Progress) -> DemoReport:
         progress(f"Pebble (ACME test CA): {pebble.directory_url}")
         stack.enter_context(running_cert_manager(work / "cert-manager", cluster, dns_server=dns))
         progress("cert-manager controllers: running")
-        for namespace in (GATEWAY_NAMESPACE, "msp"):
-            create(
-                cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-            )
-        create(cluster, tsig_secret_manifest(dns))
-        root_pem = work / "pebble-root.pem"
-        root_pem.write_bytes(pebble.issuing_root().public_bytes(serialization.Encoding.PEM))
+        root_pem = prepare_for_issuance(cluster, dns_server=dns, pebble=pebble, folder=work)
         kube = KubeClient.from_kubeconfig(cluster.kubeconfig)
         gateway = stack.enter_context(
             SecretGateway(kube, namespace=GATEWAY_NAMESPACE, folder=work / "gateway")
         )
-        _stack_file(
-            settings.stack_config_dir,
+        settings.stack_config_dir.mkdir(parents=True, exist_ok=True)
+        stack_file = settings.stack_config_dir / f"Pulumi.{_ENVIRONMENT}.yaml"
+        document = dns01_stack_config(
+            issuer=ISSUER,
             kubeconfig=cluster.kubeconfig,
-            pebble_url=pebble.directory_url,
-            ca_pem=pebble.tls_ca_pem(),
-            dns=dns,
+            pebble=pebble,
+            dns_server=dns,
+            acme_zone=ACME_ZONE,
         )
+        stack_file.write_text(yaml.safe_dump(document))
         config = load_stack_config(_ENVIRONMENT, root=settings.stack_config_dir)
         address = stack.enter_context(temporal_dev_server(work))
         progress(
             f"temporal dev server: {address}; gateway TLS (stand-in): 127.0.0.1:{gateway.port}"
         )
         settings = replace(settings, temporal_address=address)
-        tracer_provider = setup_tracing(
-            service_name="portal-domains-demo", otlp_endpoint=settings.otlp_endpoint
-        )
-        analytics = Analytics(settings.posthog_api_key, settings.posthog_host)
-        client = await connect(settings, tracer_provider)
-        runtime = build_runtime(
+        runtime = await demo_runtime(
             settings,
-            client,
-            analytics=analytics,
-            tracer_provider=tracer_provider,
             probe=ProbeSettings(
                 port=gateway.port, connect_address="127.0.0.1", ca_bundle=str(root_pem)
             ),
             dns=dns.settings(),
         )
+        client, analytics = runtime.client, runtime.deps.analytics
         service = domain_service(settings)
         async with make_worker(runtime):
             for sample in SAMPLES:
@@ -200,23 +171,12 @@ async def run_cluster_demo(base: Settings, progress: Progress) -> DemoReport:
             if v.status.value == "active"
         ]
 
-    files = git_lines(remote, "ls-tree", "--name-only", f"main:{config.manifest_root}")
-    return DemoReport(
-        domains=[
-            {
-                "tenant": v.canonical_prefix,
-                "domain": v.domain,
-                "status": v.status.value,
-                "message": v.status_message,
-            }
-            for v in views
-        ],
+    return demo_report(
+        views,
         remote=remote,
         manifest_root=config.manifest_root,
-        files=files,
-        commits=git_lines(remote, "log", "--format=%h %s", "-n", "10", "main"),
-        reconcile={"ok": outcome.ok, "message": outcome.message, "commit": outcome.commit},
-        seconds=round(time.monotonic() - started, 1),
+        outcome=outcome,
+        started=started,
         certificates=[c for c in certificates if c],
     )
 

@@ -19,25 +19,27 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
+from adapters.dns import DnsSettings
 from adapters.gitops import ensure_bare_remote
 from adapters.telemetry import Analytics, setup_tracing
 from core.settings import Settings
 from core.status import DomainStatus
 from db import migrate
+from db.service import DomainView
 from loopback.cert_manager import CertManagerSimulator
 from loopback.dns_server import LocalDnsServer
 from loopback.temporal import temporal_dev_server
 from loopback.tls_ingress import LocalTlsServer, TestCertificateAuthority
 from reconciler import payloads as p
 from reconciler.activities import ProbeSettings
-from reconciler.wiring import build_runtime, connect, domain_service
+from reconciler.wiring import Runtime, build_runtime, connect, domain_service
 from reconciler.worker import make_worker, resume_registrations
 from reconciler.workflows import EnvironmentReconcileWorkflow
 from stack.config import load_stack_config
@@ -122,16 +124,8 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
                 f"dns server: 127.0.0.1:{dns_server.port}; "
                 f"https ingress: 127.0.0.1:{ingress.port}; nm-kube-config: {remote}"
             )
-            tracer_provider = setup_tracing(
-                service_name="portal-domains-demo", otlp_endpoint=settings.otlp_endpoint
-            )
-            analytics = Analytics(settings.posthog_api_key, settings.posthog_host)
-            client = await connect(settings, tracer_provider)
-            runtime = build_runtime(
+            runtime = await demo_runtime(
                 settings,
-                client,
-                analytics=analytics,
-                tracer_provider=tracer_provider,
                 probe=ProbeSettings(
                     port=ingress.port,
                     connect_address="127.0.0.1",
@@ -139,6 +133,7 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
                 ),
                 dns=dns_server.settings,
             )
+            client, analytics = runtime.client, runtime.deps.analytics
             service = domain_service(settings)
             async with make_worker(runtime):
                 for sample in SAMPLES:
@@ -161,9 +156,42 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
                 outcome = await sync_now(client, settings, environment)
             analytics.shutdown()
 
-    views = service.list()
-    files = git_lines(remote, "ls-tree", "--name-only", f"main:{config.manifest_root}")
-    commits = git_lines(remote, "log", "--format=%h %s", "-n", "10", "main")
+    return demo_report(
+        service.list(),
+        remote=remote,
+        manifest_root=config.manifest_root,
+        outcome=outcome,
+        started=started,
+    )
+
+
+async def demo_runtime(settings: Settings, *, probe: ProbeSettings, dns: DnsSettings) -> Runtime:
+    """The worker's runtime for a demo: tracing, PostHog (if configured), Temporal client."""
+    tracer_provider = setup_tracing(
+        service_name="portal-domains-demo", otlp_endpoint=settings.otlp_endpoint
+    )
+    analytics = Analytics(settings.posthog_api_key, settings.posthog_host)
+    client = await connect(settings, tracer_provider)
+    return build_runtime(
+        settings,
+        client,
+        analytics=analytics,
+        tracer_provider=tracer_provider,
+        probe=probe,
+        dns=dns,
+    )
+
+
+def demo_report(
+    views: Sequence[DomainView],
+    *,
+    remote: str,
+    manifest_root: str,
+    outcome: p.ReconcileOutcome,
+    started: float,
+    certificates: list[dict[str, Any]] | None = None,
+) -> DemoReport:
+    """What both demos print: each domain, the repo's files and commits, the last run."""
     return DemoReport(
         domains=[
             {
@@ -175,11 +203,12 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
             for v in views
         ],
         remote=remote,
-        manifest_root=config.manifest_root,
-        files=files,
-        commits=commits,
+        manifest_root=manifest_root,
+        files=git_lines(remote, "ls-tree", "--name-only", f"main:{manifest_root}"),
+        commits=git_lines(remote, "log", "--format=%h %s", "-n", "10", "main"),
         reconcile={"ok": outcome.ok, "message": outcome.message, "commit": outcome.commit},
         seconds=round(time.monotonic() - started, 1),
+        certificates=certificates or [],
     )
 
 

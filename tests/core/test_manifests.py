@@ -13,6 +13,7 @@ from core.manifests import DesiredStateError, cluster_issuer, desired_state, ren
 from core.records import DomainRecord
 from core.status import DomainStatus
 from tests.support.regen import may_rewrite
+from tests.support.stack_configs import dns01_config
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -71,22 +72,6 @@ def pebble_config() -> StackConfig:
             "acmeIngressClass": "istio-test",
         },
         environment="prod",
-    )
-
-
-def dns01_config(environment: str = "prod") -> StackConfig:
-    """DNS-01 by CNAME delegation into our own zone, RFC 2136 with a TSIG key."""
-    return parse_stack_config(
-        {
-            "issuerName": "letsencrypt-dns01",
-            "allowedIssuers": "letsencrypt-dns01",
-            "acmeSolver": "dns01",
-            "acmeDns01Zone": "acme.portal.algapsa.com",
-            "acmeRfc2136Nameserver": "10.96.0.53:53",
-            "acmeRfc2136TsigKeyName": "portal-acme-update",
-            "acmeRfc2136TsigSecret": "acme-dns-tsig",
-        },
-        environment=environment,
     )
 
 

@@ -22,27 +22,25 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractAsyncContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from adapters.kube import KubeClient
 from core.manifests import resource_name
 from core.status import DomainStatus as S
 from loopback.acme import (
-    TSIG_SECRET_NAME,
     DnsServer,
     PebbleServer,
-    create,
+    dns01_stack_config,
+    prepare_for_issuance,
     running_cert_manager,
     running_dns_server,
     running_pebble,
-    tsig_secret_manifest,
 )
 from loopback.cluster import ClusterInfo, running_cluster
 from loopback.secret_gateway import SecretGateway
@@ -91,15 +89,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )
         pebble = stack.enter_context(running_pebble(base / "pebble", dns_server=dns))
         stack.enter_context(running_cert_manager(base / "cert-manager", cluster, dns_server=dns))
-        for namespace in (GATEWAY_NAMESPACE, "msp"):
-            create(
-                cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-            )
-        # The TSIG secret lives in the cluster, provisioned by the platform team; the
-        # stack config names only its Secret.
-        create(cluster, tsig_secret_manifest(dns))
-        root_pem = base / "pebble-root.pem"
-        root_pem.write_bytes(pebble.issuing_root().public_bytes(serialization.Encoding.PEM))
+        root_pem = prepare_for_issuance(cluster, dns_server=dns, pebble=pebble, folder=base)
         gateway = SecretGateway(
             KubeClient.from_kubeconfig(cluster.kubeconfig),
             namespace=GATEWAY_NAMESPACE,
@@ -112,37 +102,37 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def stack_config_dir(world: World, tmp: Path) -> Path:
     """A Pulumi.staging.yaml for cluster mode issuing from Pebble by DNS-01 delegation."""
-    # The ClusterIssuer is cluster-scoped and the tests share the cluster: one each.
-    issuer = f"pebble-dns01-{uuid.uuid4().hex[:6]}"
     folder = tmp / "stacks"
     folder.mkdir()
-    config = {
-        "mode": "cluster",
-        "kubeconfig": str(world.cluster.kubeconfig),
-        "issuerName": issuer,
-        "allowedIssuers": [issuer],
-        "acmeServer": world.pebble.directory_url,
-        "acmeEmail": "platform@portal-domains.test",
-        "acmeCaBundle": base64.b64encode(world.pebble.tls_ca_pem()).decode(),
-        "acmeSolver": "dns01",
-        "acmeDns01Zone": ACME_ZONE,
-        "acmeRfc2136Nameserver": world.dns.nameserver,
-        "acmeRfc2136TsigKeyName": world.dns.acme_key.name,
-        "acmeRfc2136TsigSecret": TSIG_SECRET_NAME,
-    }
-    document = {"config": {f"portal-domains:{k}": v for k, v in config.items()}}
+    document = dns01_stack_config(
+        # The ClusterIssuer is cluster-scoped and the tests share the cluster: one each.
+        issuer=f"pebble-dns01-{uuid.uuid4().hex[:6]}",
+        kubeconfig=world.cluster.kubeconfig,
+        pebble=world.pebble,
+        dns_server=world.dns,
+        acme_zone=ACME_ZONE,
+    )
     (folder / "Pulumi.staging.yaml").write_text(yaml.safe_dump(document))
     return folder
 
 
-def real(world: World, tmp: Path) -> RealIssuance:
-    return RealIssuance(
-        dns=world.dns,
-        dns_settings=world.dns.settings(),
-        probe=ProbeSettings(
-            port=world.gateway.port, connect_address="127.0.0.1", ca_bundle=str(world.root_pem)
+def harness(
+    world: World, tmp: Path, postgres_url: str, temporal_address: str
+) -> AbstractAsyncContextManager[Harness]:
+    """The reconciler rig with the real services of `world` in place of the stand-ins."""
+    return reconciler_harness(
+        tmp,
+        database_url=postgres_url,
+        temporal_address=temporal_address,
+        extra_env={"PORTAL_DOMAINS_TIMINGS": TIMINGS},
+        real=RealIssuance(
+            dns=world.dns,
+            dns_settings=world.dns.settings(),
+            probe=ProbeSettings(
+                port=world.gateway.port, connect_address="127.0.0.1", ca_bundle=str(world.root_pem)
+            ),
+            stack_config_dir=stack_config_dir(world, tmp),
         ),
-        stack_config_dir=stack_config_dir(world, tmp),
     )
 
 
@@ -170,13 +160,7 @@ def test_a_domain_goes_active_with_a_certificate_from_pebble_and_removal_removes
     domain = "portal.acme-e2e.com"
 
     async def scenario() -> float:
-        async with reconciler_harness(
-            tmp_path,
-            database_url=postgres_url,
-            temporal_address=temporal_address,
-            extra_env={"PORTAL_DOMAINS_TIMINGS": TIMINGS},
-            real=real(world, tmp_path),
-        ) as h:
+        async with harness(world, tmp_path, postgres_url, temporal_address) as h:
             started = time.monotonic()
             tenant, prefix = await asyncio.to_thread(request, h, domain)
             active = await h.wait_status(tenant, {S.ACTIVE}, timeout=300)
@@ -229,13 +213,7 @@ def test_a_challenge_cname_removed_after_verification_fails_the_certificate_fast
     domain = "portal.globex-e2e.com"
 
     async def scenario() -> None:
-        async with reconciler_harness(
-            tmp_path,
-            database_url=postgres_url,
-            temporal_address=temporal_address,
-            extra_env={"PORTAL_DOMAINS_TIMINGS": TIMINGS},
-            real=real(world, tmp_path),
-        ) as h:
+        async with harness(world, tmp_path, postgres_url, temporal_address) as h:
             tenant, _ = await asyncio.to_thread(request, h, domain)
             await h.wait_status(tenant, {S.PENDING_CERTIFICATE}, timeout=60)
             # Verified, then the tenant deletes the delegation record before cert-manager

@@ -27,7 +27,7 @@ from pulumi import automation as auto
 
 from cli.exit_codes import ExitCode
 from cli.main import main
-from core.config import StackConfig, parse_stack_config
+from core.config import StackConfig
 from core.manifests import Manifest, cluster_issuer, render_domain
 from core.records import DomainRecord
 from core.status import DomainStatus
@@ -38,24 +38,14 @@ from policies.rules import RULES, plain
 from stack.automation import violation_of
 from stack.config import ENVIRONMENTS, load_stack_config
 from stack.toolchain import REPO_ROOT, PulumiEnvironment, pulumi_environment
+from tests.support.stack_configs import dns01_config
 
 PACK_DIR = REPO_ROOT / "policies"
 STAGING = StackConfig(environment="staging")
 PROD = load_stack_config("prod")
 STAGING_FILE = load_stack_config("staging")
 # DNS-01 by delegation (tests/core/test_manifests.py renders the same config).
-DNS01 = parse_stack_config(
-    {
-        "issuerName": "letsencrypt-dns01",
-        "allowedIssuers": "letsencrypt-dns01",
-        "acmeSolver": "dns01",
-        "acmeDns01Zone": "acme.portal.algapsa.com",
-        "acmeRfc2136Nameserver": "10.96.0.53:53",
-        "acmeRfc2136TsigKeyName": "portal-acme-update",
-        "acmeRfc2136TsigSecret": "acme-dns-tsig",
-    },
-    environment="prod",
-)
+DNS01 = dns01_config()
 RECORDS = fixtures.fixture_records()
 SLUGS = [r.prefix for r in RECORDS]
 _KIND_SUFFIX = {
