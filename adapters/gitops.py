@@ -71,6 +71,9 @@ class GitSettings:
     remote_url: str
     worktree: Path
     branch: str = "main"
+    # Review mode: each publish is `branch` plus one commit, pushed (force-updated) to
+    # this branch of ours for a pull request instead of to `branch` itself.
+    review_branch: str | None = None
     author_name: str = "portal-domains"
     author_email: str = "portal-domains@algapsa.com"
     max_push_attempts: int = 5
@@ -214,6 +217,7 @@ class GitOpsRepo:
                 changes = self._commit(repo, relative, files)
                 if changes is None:
                     logger.info("%s is already up to date in %s", directory, self._remote())
+                    self._drop_stale_review_branch(repo)
                     return PublishResult(commit=None, pushed=False, changed_slugs=(), attempts=0)
                 return self._push_with_retries(repo, relative, files, changes)
             except git.GitCommandError as error:
@@ -222,7 +226,31 @@ class GitOpsRepo:
     # -- steps -------------------------------------------------------------------
 
     def _remote(self) -> str:
-        return f"{self.settings.remote_url} ({self.settings.branch})"
+        review = self.settings.review_branch
+        target = f"{review} for review against {self.settings.branch}" if review else None
+        return f"{self.settings.remote_url} ({target or self.settings.branch})"
+
+    def _drop_stale_review_branch(self, repo: git.Repo) -> None:
+        """Review mode with nothing left to review (merged): the branch goes too."""
+        review = self.settings.review_branch
+        if review is None:
+            return
+        listed = str(
+            repo.git.ls_remote(
+                "--heads",
+                "origin",
+                f"refs/heads/{review}",
+                kill_after_timeout=self.settings.command_timeout_seconds,
+            )
+        )
+        if listed.strip():
+            repo.git.push(
+                "origin",
+                "--delete",
+                review,
+                kill_after_timeout=self.settings.command_timeout_seconds,
+            )
+            logger.info("deleted %s: %s already holds its content", review, self.settings.branch)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -363,11 +391,17 @@ class GitOpsRepo:
         return changes
 
     def _push(self, repo: git.Repo) -> None:
+        review = self.settings.review_branch
+        # The review branch is ours alone and always `branch` plus one commit, so it
+        # is replaced; `branch` itself is only ever fast-forwarded.
+        target = (
+            f"+HEAD:refs/heads/{review}" if review else f"HEAD:refs/heads/{self.settings.branch}"
+        )
         try:
             repo.git.push(
                 "--porcelain",
                 "origin",
-                f"HEAD:refs/heads/{self.settings.branch}",
+                target,
                 kill_after_timeout=self.settings.command_timeout_seconds,
             )
         except git.GitCommandError as error:

@@ -41,6 +41,10 @@ EventName = Literal[
     "portal_domain.disabled",
     "portal_domain.reconciled",
     "portal_domain.cname_lost",
+    # Failures, sent like the successes.
+    "portal_domain.reconcile_failed",
+    "portal_domain.deploy_failed",
+    "portal_domain.https_failed",
 ]
 EVENT_NAMES: frozenset[str] = frozenset(get_args(EventName))
 

@@ -54,12 +54,13 @@ def tenant_query(
     ] = None,
 ) -> UUID | None:
     # A misspelt parameter (?tenant=...) must not silently mean "my own tenant".
-    unknown = sorted(set(request.query_params) - {"tenant_id"})
+    accepted = ("tenant_id", "limit") if request.url.path.endswith("/audit") else ("tenant_id",)
+    unknown = sorted(set(request.query_params) - set(accepted))
     if unknown:
         raise ApiError(
             422,
             "invalid_request",
-            f"unknown query parameter {unknown[0][:64]!r}; the only one accepted is tenant_id",
+            f"unknown query parameter {unknown[0][:64]!r}; accepted: {', '.join(accepted)}",
             field=unknown[0][:64],
         )
     if len(request.query_params.getlist("tenant_id")) > 1:
@@ -197,3 +198,4 @@ def _target_for(action: ApiAction) -> object:
 ReadTarget = Annotated[UUID, _target_for(ApiAction.READ)]
 RefreshTarget = Annotated[UUID, _target_for(ApiAction.REFRESH)]
 DisableTarget = Annotated[UUID, _target_for(ApiAction.DISABLE)]
+AuditTarget = Annotated[UUID, _target_for(ApiAction.AUDIT)]

@@ -118,6 +118,32 @@ class DomainStatusResponse(BaseModel):
     )
     status: DomainStatus | None = Field(description="null when no domain was requested")
     status_message: str | None
+    removal: Literal["requested", "held", "removed"] | None = Field(
+        default=None,
+        description=(
+            "For a disabled domain: `requested` (its objects are being removed), `held` (a "
+            "safety limit holds the removal for an operator) or `removed` (gone from the "
+            "stack, nm-kube-config and, in cluster mode, the cluster)"
+        ),
+    )
     last_checked_at: datetime | None
     updated_at: datetime | None
     guidance: GuidanceBody
+
+
+class AuditEntryBody(BaseModel):
+    occurred_at: datetime
+    actor: str = Field(
+        description="Who: `user:<subject>`, `reconciler`, or `platform operator` (operators' "
+        "names are not shown to tenants)"
+    )
+    action: str = Field(description="request, replace, refresh, disable, record_status, ...")
+    domain: str | None
+    status_before: DomainStatus | None
+    status_after: DomainStatus | None
+    outcome: str = Field(description="ok, noop, rejected, denied, stale, not_found, ...")
+
+
+class AuditResponse(BaseModel):
+    tenant_id: UUID
+    entries: list[AuditEntryBody] = Field(description="Newest first")

@@ -23,10 +23,11 @@ class ApiAction(StrEnum):
     REQUEST = "request"
     REFRESH = "refresh"
     DISABLE = "disable"
+    AUDIT = "audit"  # read the tenant's audit trail
 
     @property
     def mutates(self) -> bool:
-        return self is not ApiAction.READ
+        return self in (ApiAction.REQUEST, ApiAction.REFRESH, ApiAction.DISABLE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +50,10 @@ def decide(
     tenant role whose token lacks tenant_id): denied.
     """
     names = roles or RoleNames()
-    verb = "read the portal domain of" if action is ApiAction.READ else f"{action} the domain of"
+    verb = {
+        ApiAction.READ: "read the portal domain of",
+        ApiAction.AUDIT: "read the audit trail of",
+    }.get(action, f"{action} the domain of")
     if role == names.operator:
         if target_tenant is None:
             return Decision(allowed=False, reason="platform operators must name a tenant")
@@ -73,6 +77,11 @@ def decide(
         return Decision(allowed=True, reason=f"tenant admins may {verb} their own tenant")
     if action is ApiAction.READ:
         return Decision(allowed=True, reason=f"role {role!r} may read its own tenant's domain")
+    if action is ApiAction.AUDIT:
+        return Decision(
+            allowed=False,
+            reason=f"role {role!r} may not read the audit trail; it needs the {names.admin} role",
+        )
     return Decision(
         allowed=False,
         reason=(

@@ -6,17 +6,32 @@ only calls the domain service and shapes the answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
-from api.deps import Caller, DisableTarget, Gate, ReadTarget, RefreshTarget, TenantQuery
+from api.deps import (
+    AuditTarget,
+    Caller,
+    DisableTarget,
+    Gate,
+    ReadTarget,
+    RefreshTarget,
+    TenantQuery,
+)
 from api.errors import error_doc
-from api.models import DomainRequestBody, DomainStatusResponse, GuidanceBody
+from api.models import (
+    AuditEntryBody,
+    AuditResponse,
+    DomainRequestBody,
+    DomainStatusResponse,
+    GuidanceBody,
+)
 from api.rbac import ApiAction
 from core.canonical import canonical_host, prefix_candidates
 from core.guidance import SAMPLE_HOSTNAME, guidance_for
+from core.status import DomainStatus
 from db.service import DomainNotFound, DomainView
 
 DOMAIN_PATH = "/api/settings/client-portal/domain"
@@ -74,8 +89,18 @@ def respond(gate: Gate, tenant: UUID, view: DomainView | None) -> DomainStatusRe
         status_message=shown.status_message if shown is not None else None,
         last_checked_at=shown.last_checked_at if shown is not None else None,
         updated_at=shown.updated_at if shown is not None else None,
+        removal=_removal(shown),
         guidance=GuidanceBody.of(guidance),
     )
+
+
+def _removal(view: DomainView | None) -> Literal["requested", "held", "removed"] | None:
+    if view is None or view.status is not DomainStatus.DISABLED:
+        return None
+    state = view.verification_details.get("removal")
+    if state in ("requested", "held", "removed"):
+        return state  # type: ignore[no-any-return]
+    return None
 
 
 @router.get(
@@ -144,3 +169,42 @@ def refresh_domain(caller: Caller, gate: Gate, target: RefreshTarget) -> DomainS
 )
 def disable_domain(caller: Caller, gate: Gate, target: DisableTarget) -> DomainStatusResponse:
     return respond(gate, target, gate.service.disable(target, caller.actor))
+
+
+# Operator actors as the CLI records them (`operator:<name>`): tenants see the role only.
+_OPERATOR_PREFIX = "operator:"
+
+
+@router.get(
+    DOMAIN_PATH + "/audit",
+    response_model=AuditResponse,
+    summary="The tenant's audit trail, newest first (tenant admins and platform operators)",
+    responses=_AUTH_ERRORS,
+)
+def get_audit(
+    caller: Caller,
+    target: AuditTarget,
+    gate: Gate,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries")] = 100,
+) -> AuditResponse:
+    operator = caller.role == gate.api.roles.operator
+    entries = gate.service.audit_log(target)[::-1][:limit]
+    return AuditResponse(
+        tenant_id=target,
+        entries=[
+            AuditEntryBody(
+                occurred_at=e.occurred_at,
+                actor=(
+                    "platform operator"
+                    if e.actor.startswith(_OPERATOR_PREFIX) and not operator
+                    else e.actor
+                ),
+                action=e.action,
+                domain=e.domain,
+                status_before=e.status_before,
+                status_after=e.status_after,
+                outcome=e.outcome,
+            )
+            for e in entries
+        ],
+    )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
@@ -13,6 +16,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from cli.exit_codes import CliError, ExitCode
 from core.errors import PortalDomainsError
 from core.settings import Settings
+from db import migrate
+from db.service import DomainService
+from db.session import make_engine, make_session_factory
+from reconciler.wiring import workflow_hook
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +61,36 @@ def display_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<invalid database URL>"
+
+
+def actor_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--actor", help="who to record in the audit log (default: operator:$USER)")
+
+
+def actor_of(args: argparse.Namespace) -> str:
+    """The audit actor of a CLI change: --actor, else `operator:$USER`."""
+    if args.actor:
+        return str(args.actor)
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except OSError:  # no passwd entry (containers)
+            user = f"uid{os.getuid()}"
+    return f"operator:{user}"
+
+
+@contextmanager
+def operator_service(settings: Settings) -> Iterator[DomainService]:
+    """The domain service for a CLI command; changes start workflows when configured."""
+    migrate.require_current_schema(settings.database_url)
+    engine = make_engine(settings.database_url)
+    hook = None
+    if settings.start_workflows:
+        hook = workflow_hook(settings)
+    try:
+        yield DomainService(
+            make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
+        )
+    finally:
+        engine.dispose()

@@ -12,25 +12,20 @@ status, database unreachable), 2 invalid input (hostname, tenant id).
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
-import os
 import textwrap
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from datetime import timedelta
 from uuid import UUID
 
 from cli import output
-from cli.common import guarded, json_flag
+from cli.common import actor_arg, actor_of, guarded, json_flag, operator_service
 from cli.exit_codes import CliError, ExitCode
 from core.canonical import parse_tenant_id
 from core.hostnames import REASON_CODES, HostnameError, normalize_hostname
 from core.settings import Settings
 from core.status import DomainStatus
-from db import migrate
-from db.service import DomainService, DomainView
-from db.session import make_engine, make_session_factory
-from reconciler.wiring import workflow_hook
+from db.service import DomainView
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +64,7 @@ def _register_domains(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     request.add_argument(
         "--domain", required=True, help="the vanity hostname, e.g. portal.acme.com"
     )
-    _actor_arg(request)
+    actor_arg(request)
     json_flag(request)
     request.set_defaults(handler=guarded(_cmd_request))
 
@@ -77,6 +72,16 @@ def _register_domains(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _tenant_arg(status)
     json_flag(status)
     status.set_defaults(handler=guarded(_cmd_status))
+
+    audit = d_sub.add_parser(
+        "audit", help="show a tenant's audit trail, newest first (every change and refusal)"
+    )
+    _tenant_arg(audit)
+    audit.add_argument(
+        "--limit", type=int, default=50, help="at most this many entries (default 50)"
+    )
+    json_flag(audit)
+    audit.set_defaults(handler=guarded(_cmd_audit))
 
     listing = d_sub.add_parser("list", help="list every tenant's domain")
     listing.add_argument(
@@ -89,23 +94,42 @@ def _register_domains(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "refresh", help="re-check a domain (a failed one restarts at DNS verification)"
     )
     _tenant_arg(refresh)
-    _actor_arg(refresh)
+    actor_arg(refresh)
     json_flag(refresh)
     refresh.set_defaults(handler=guarded(_cmd_refresh))
 
     disable = d_sub.add_parser("disable", help="disable a tenant's domain (idempotent)")
     _tenant_arg(disable)
-    _actor_arg(disable)
+    actor_arg(disable)
     json_flag(disable)
     disable.set_defaults(handler=guarded(_cmd_disable))
+
+    purge = d_sub.add_parser(
+        "purge",
+        help="delete a disabled, removed domain's row for good (audited; the audit stays)",
+    )
+    _tenant_arg(purge)
+    actor_arg(purge)
+    json_flag(purge)
+    purge.set_defaults(handler=guarded(_cmd_purge))
+
+    expire = d_sub.add_parser(
+        "expire",
+        help="disable unverified claims (DNS never verified) older than --older-than-hours",
+    )
+    expire.add_argument(
+        "--older-than-hours",
+        type=float,
+        default=168.0,
+        help="age of the claim's last change (default 168 = 7 days)",
+    )
+    actor_arg(expire)
+    json_flag(expire)
+    expire.set_defaults(handler=guarded(_cmd_expire))
 
 
 def _tenant_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", required=True, help="the tenant id (UUID)")
-
-
-def _actor_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", help="who to record in the audit log (default: operator:$USER)")
 
 
 def _reason_codes_help() -> str:
@@ -140,23 +164,63 @@ def _cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_request(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = _tenant(args)
-    with _service(settings) as service:
-        view = service.request(tenant_id, args.domain, _actor(args))
+    with operator_service(settings) as service:
+        view = service.request(tenant_id, args.domain, actor_of(args))
     _show(args, view)
     return 0
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = _tenant(args)
-    with _service(settings) as service:
+    with operator_service(settings) as service:
         view = service.get(tenant_id)
     _show(args, view)
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1", ExitCode.INVALID_INPUT)
+    tenant_id = _tenant(args)
+    with operator_service(settings) as service:
+        entries = service.audit_log(tenant_id)[::-1][: args.limit]
+    if args.json:
+        output.emit_json(
+            [
+                {
+                    "occurred_at": e.occurred_at.isoformat(),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "domain": e.domain,
+                    "status_before": e.status_before,
+                    "status_after": e.status_after,
+                    "outcome": e.outcome,
+                    "detail": e.detail,
+                }
+                for e in entries
+            ]
+        )
+    else:
+        output.table(
+            ["WHEN", "ACTOR", "ACTION", "OUTCOME", "DOMAIN", "STATUS"],
+            [
+                [
+                    e.occurred_at.isoformat(timespec="seconds"),
+                    e.actor,
+                    e.action,
+                    e.outcome,
+                    e.domain or "",
+                    f"{e.status_before or '-'} -> {e.status_after or '-'}",
+                ]
+                for e in entries
+            ],
+        )
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     status = DomainStatus(args.status) if args.status else None
-    with _service(settings) as service:
+    with operator_service(settings) as service:
         views = service.list(status)
     if args.json:
         output.emit_json([v.to_json() for v in views])
@@ -173,52 +237,52 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = _tenant(args)
-    with _service(settings) as service:
-        view = service.refresh(tenant_id, _actor(args))
+    with operator_service(settings) as service:
+        view = service.refresh(tenant_id, actor_of(args))
     _show(args, view)
     return 0
 
 
 def _cmd_disable(args: argparse.Namespace, settings: Settings) -> int:
     tenant_id = _tenant(args)
-    with _service(settings) as service:
-        view = service.disable(tenant_id, _actor(args))
+    with operator_service(settings) as service:
+        view = service.disable(tenant_id, actor_of(args))
     _show(args, view)
+    return 0
+
+
+def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    tenant_id = _tenant(args)
+    with operator_service(settings) as service:
+        view = service.purge(tenant_id, actor_of(args))
+    if args.json:
+        output.emit_json({"purged": view.to_json()})
+    else:
+        output.line(f"purged {view.domain} of tenant {view.tenant_id} (the audit trail stays)")
+    return 0
+
+
+def _cmd_expire(args: argparse.Namespace, settings: Settings) -> int:
+    if args.older_than_hours <= 0:
+        raise CliError("--older-than-hours must be positive", ExitCode.INVALID_INPUT)
+    with operator_service(settings) as service:
+        expired = service.expire_unverified_claims(
+            timedelta(hours=args.older_than_hours), actor=actor_of(args)
+        )
+    if args.json:
+        output.emit_json({"expired": [str(t) for t in expired]})
+    else:
+        output.line(f"{len(expired)} unverified claim(s) expired")
+        for tenant in expired:
+            output.line(f"  {tenant}")
     return 0
 
 
 # ------------------------------------------------------------------------ helpers
 
 
-@contextmanager
-def _service(settings: Settings) -> Iterator[DomainService]:
-    migrate.require_current_schema(settings.database_url)
-    engine = make_engine(settings.database_url)
-    hook = None
-    if settings.start_workflows:
-        hook = workflow_hook(settings)
-    try:
-        yield DomainService(
-            make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
-        )
-    finally:
-        engine.dispose()
-
-
 def _tenant(args: argparse.Namespace) -> UUID:
     return parse_tenant_id(str(args.tenant))
-
-
-def _actor(args: argparse.Namespace) -> str:
-    if args.actor:
-        return str(args.actor)
-    user = os.environ.get("USER") or os.environ.get("LOGNAME")
-    if not user:
-        try:
-            user = getpass.getuser()
-        except OSError:  # no passwd entry (containers)
-            user = f"uid{os.getuid()}"
-    return f"operator:{user}"
 
 
 def _show(args: argparse.Namespace, view: DomainView) -> None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from cli import db as db_commands
-from cli import dev_cluster, doctor, domains, output, policy, serve, stack, worker
+from cli import dev_cluster, doctor, domains, importer, output, policy, serve, stack, worker
 from cli.exit_codes import CliError, ExitCode, exit_code_for
 from core.errors import PortalDomainsError
 from core.settings import Settings
@@ -21,7 +21,7 @@ from core.settings import Settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # One entry per command group, in the order `--help` lists them.
-GROUPS = (domains, db_commands, stack, worker, policy, serve, dev_cluster, doctor)
+GROUPS = (domains, importer, db_commands, stack, worker, policy, serve, dev_cluster, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import yaml
 from opentelemetry.sdk.trace import TracerProvider
+from temporalio.client import Client
 
-from adapters.gitops import GitOpsRepo, GitSettings, ensure_bare_remote
 from adapters.kube_validate import ValidationProblem, validate_manifests
 from adapters.manifest_files import sync_directory
 from cli import output
@@ -31,7 +33,9 @@ from reconciler.environment_reconcile import (
     kube_client_for,
     reconcile_once,
 )
-from reconciler.wiring import domain_service
+from reconciler.payloads import ReconcileOutcome, ReconcileRequest
+from reconciler.starter import reconcile_busy, reconcile_now
+from reconciler.wiring import connect, domain_service, gitops_remote, gitops_repo
 from stack.automation import EnvironmentStack, RefusedRun, RunSummary, StackOperationError
 from stack.config import ENVIRONMENTS, load_stack_config
 from stack.export import render_files
@@ -82,6 +86,12 @@ def _print_summary(summary: RunSummary) -> None:
         )
     for violation in summary.policy_violations:
         output.line(f"policy: {violation.line()}")
+    if summary.held_tenants:
+        output.line(
+            f"held, not deleted until an operator confirms ({', '.join(summary.held_tenants)}): "
+            f"{summary.held_reason}"
+        )
+        output.line(f"  confirm: portal-domains reconcile --env {summary.environment} --yes")
 
 
 def _run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -97,7 +107,8 @@ def _run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 
 def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     stack = _stack(args, settings)
-    summary: RunSummary = _run(stack.preview, _records(settings), progress=_progress(args))
+    # What the worker would do, including the deletions it would hold for confirmation.
+    summary: RunSummary = _run(stack.plan, _records(settings), progress=_progress(args))
     if args.json:
         output.emit_json(summary.as_dict())
     else:
@@ -300,17 +311,104 @@ def cmd_recover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    """The environment reconcile without Temporal: up, export, commit and push."""
+    """One environment reconcile: up, export, commit and push.
+
+    Through the environment workflow (it joins the worker's queue, so it can never
+    race or cancel the worker's run), or with `--local` in this process, for when
+    Temporal is down; `--local` refuses while the workflow is reconciling.
+    """
+    if args.local:
+        return _reconcile_local(args, settings)
+    if args.recover:
+        raise CliError(
+            "--recover applies to --local (the worker's activity recovers by itself)",
+            ExitCode.INVALID_INPUT,
+        )
+    _records(settings)  # schema check with a clear message
+    outcome = asyncio.run(_reconcile_through_workflow(args, settings))
+    if args.json:
+        output.emit_json(dataclasses.asdict(outcome))
+    else:
+        output.line(outcome.message)
+        if outcome.commit:
+            output.line(f"committed {outcome.commit[:12]} ({', '.join(outcome.changed_slugs)})")
+    if not outcome.ok:
+        raise CliError(f"the reconcile failed: {outcome.message}", ExitCode.FAILED)
+    return 0
+
+
+async def _temporal(settings: Settings, timeout: float) -> Client:
+    try:
+        return await asyncio.wait_for(connect(settings), timeout)
+    except (RuntimeError, OSError, TimeoutError) as err:
+        raise CliError(
+            f"cannot reach Temporal at {settings.temporal_address} ({err or 'timed out'}); "
+            "`portal-domains reconcile --local` runs the reconcile in this process",
+            ExitCode.UNAVAILABLE,
+        ) from err
+
+
+async def _reconcile_through_workflow(
+    args: argparse.Namespace, settings: Settings
+) -> ReconcileOutcome:
+    client = await _temporal(settings, 10)
+    request = ReconcileRequest(
+        request_id=f"cli-{uuid.uuid4()}",
+        reason="operator reconcile (portal-domains reconcile)",
+        confirm_deletions=args.yes,
+        allow_empty=args.allow_empty,
+    )
+    try:
+        return await asyncio.wait_for(
+            reconcile_now(
+                client,
+                environment=args.env,
+                task_queue=settings.task_queue,
+                request=request,
+                debounce_seconds=settings.debounce_seconds,
+            ),
+            args.timeout,
+        )
+    except TimeoutError:
+        raise CliError(
+            f"no reconcile of {args.env} finished within {args.timeout:g}s: is "
+            f"`portal-domains worker` running on task queue {settings.task_queue}? The request "
+            "stays queued and runs when a worker polls.",
+            ExitCode.UNAVAILABLE,
+        ) from None
+
+
+def _reconcile_local(args: argparse.Namespace, settings: Settings) -> int:
+    """The reconcile in this process (Temporal down): refused while the workflow reconciles."""
+
+    async def busy() -> bool:
+        return await reconcile_busy(await _temporal(settings, 3), args.env)
+
+    try:
+        in_flight = asyncio.run(busy())
+    except CliError:
+        in_flight = False
+        output.progress(f"Temporal unreachable: reconciling {args.env} in this process")
+    if in_flight:
+        raise CliError(
+            f"the {args.env} environment workflow is reconciling right now; run without "
+            "--local (it joins the queue) or wait for it to finish",
+            ExitCode.REFUSED,
+        )
 
     stack = _stack(args, settings)
     _records(settings)  # schema check with a clear message
-    remote = settings.gitops_remote or ensure_bare_remote(settings.embedded_remote)
-    git = GitOpsRepo(GitSettings(remote_url=remote, worktree=settings.gitops_worktree(args.env)))
+    remote = gitops_remote(settings)
+    git = gitops_repo(settings, args.env)
+    service = domain_service(settings)
     report = _run(
         reconcile_once,
         stack=stack,
-        load_records=lambda: all_records(domain_service(settings)),
+        load_records=lambda: all_records(service),
         git=git,
+        record_removed=lambda present, commit: service.record_removals(
+            present, environment=args.env, commit=commit
+        ),
         tracer=TracerProvider().get_tracer("portal-domains"),
         recover_first=args.recover,
         allow_empty=args.allow_empty,
@@ -378,14 +476,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     recover = env_parser("recover", "clear a stale lock / pending operations of a crashed run")
     recover.set_defaults(handler=cmd_recover)
 
-    reconcile = env_parser("reconcile", "one-shot reconcile without Temporal: up, export, push")
-    reconcile.add_argument("--yes", action="store_true", help="confirm deletions over the cap")
+    reconcile = env_parser(
+        "reconcile",
+        "one reconcile through the environment workflow (never racing the worker): up, "
+        "export, push; --local runs it here when Temporal is down",
+    )
+    reconcile.add_argument(
+        "--yes", action="store_true", help="confirm deletions over the cap (and held ones)"
+    )
+    reconcile.add_argument(
+        "--local",
+        action="store_true",
+        help="run in this process without Temporal (refused while the workflow reconciles)",
+    )
+    reconcile.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="seconds to wait for the workflow's run (default 1800)",
+    )
     reconcile.add_argument(
         "--allow-empty",
         action="store_true",
         help="allow an empty desired state to delete every tenant",
     )
     reconcile.add_argument(
-        "--recover", action="store_true", help="recover a crashed previous run first"
+        "--recover", action="store_true", help="with --local: recover a crashed previous run first"
     )
     reconcile.set_defaults(handler=cmd_reconcile)

@@ -128,6 +128,9 @@ class StackConfig:
     acme_rfc2136_tsig_secret: str | None = None
     acme_rfc2136_tsig_secret_key: str = "tsig-secret"
     manifest_root: str = "argo-workflow/alga-psa-dev/portal-domains"
+    # Review mode: publish to the branch `portal-domains/<environment>` (main plus
+    # one commit, for a pull request) instead of pushing to main.
+    gitops_review: bool = False
     mode: Mode = "gitops"
     kubeconfig: str | None = None
     deletion_cap: int = 10
@@ -137,6 +140,10 @@ class StackConfig:
     @property
     def managed_by(self) -> str:
         return NAMESPACE
+
+    @property
+    def gitops_review_branch(self) -> str | None:
+        return f"portal-domains/{self.environment}" if self.gitops_review else None
 
     @property
     def account_key_secret(self) -> str:
@@ -345,7 +352,7 @@ def _convert(key: str, name: str, value: Any) -> Any:
         return _as_int(key, value, low=0, high=100_000)
     if name == "deletion_budget_percent":
         return _as_int(key, value, low=0, high=100)
-    if name == "declare_issuer":
+    if name in {"declare_issuer", "gitops_review"}:
         return _as_bool(key, value)
     if name == "gateway_selector":
         return _as_mapping(key, value)

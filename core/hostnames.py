@@ -197,15 +197,42 @@ def normalize_hostname(raw: str, *, base_domain: str) -> str:
     return host
 
 
-def _check_invisible(text: str, shown: str) -> None:
-    """Reject invisible format characters (zero-width space, joiners, soft hyphen, BOM).
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt) beyond category
+# Cf: combining grapheme joiner, Hangul fillers, Mongolian and other variation
+# selectors, tag and reserved ignorables. `unicodedata` has no such property.
+_IGNORABLE_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2065, 0x2065),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
 
-    UTS 46 would silently delete them, so `portal\u200b.acme.com` would be
+
+def _ignorable(char: str) -> bool:
+    code = ord(char)
+    return unicodedata.category(char) == "Cf" or any(
+        low <= code <= high for low, high in _IGNORABLE_RANGES
+    )
+
+
+def _check_invisible(text: str, shown: str) -> None:
+    """Reject every default-ignorable code point (zero-width space, joiners, soft hyphen,
+    BOM, variation selectors, U+034F, tags, ...).
+
+    IDNA (UTS 46) would silently delete them, so `portal\u200b.acme.com` would be
     accepted as a different-looking request than what the tenant saw: a spoofing
     aid, never a legitimate part of a hostname.
     """
     for char in text:
-        if unicodedata.category(char) == "Cf":
+        if _ignorable(char):
             raise HostnameError(
                 "invalid_characters",
                 f"{shown} contains the invisible character U+{ord(char):04X} "

@@ -19,7 +19,12 @@ class DomainError(PortalDomainsError):
 
 
 class DomainAlreadyClaimed(DomainError):
-    """Another tenant holds the hostname (which tenant is not revealed)."""
+    """Another tenant holds the hostname (which tenant is not revealed).
+
+    Holding means its DNS is verified and it is not disabled: raised by a request
+    for such a hostname, and by a status write that would make a second tenant
+    hold it (db.models.HOLDING_STATUSES). Retrying does not help.
+    """
 
     code = "domain_already_claimed"
     kind = ErrorKind.CONFLICT
@@ -51,6 +56,22 @@ class DomainDisabled(DomainError):
         )
         self.tenant_id = tenant_id
         self.domain = domain
+
+
+class DomainNotDisabled(DomainError):
+    """Purging (deleting the row for good) needs a disabled domain; disable it first."""
+
+    code = "domain_not_disabled"
+    kind = ErrorKind.REFUSED
+
+    def __init__(self, tenant_id: UUID, domain: str, status: DomainStatus) -> None:
+        super().__init__(
+            f"the portal domain {domain} of tenant {tenant_id} is {status}, not disabled; "
+            "only a disabled domain can be purged: disable it first"
+        )
+        self.tenant_id = tenant_id
+        self.domain = domain
+        self.status = status
 
 
 class StaleStatus(DomainError):
@@ -100,3 +121,18 @@ class HookFailed(DomainError):
     code = "hook_failed"
     kind = ErrorKind.UNAVAILABLE
     retryable = True
+
+
+class RemovalInProgress(DomainError):
+    """The domain is disabled but its objects are not removed yet: too early to purge."""
+
+    code = "removal_in_progress"
+    kind = ErrorKind.REFUSED
+
+    def __init__(self, tenant_id: UUID, domain: str) -> None:
+        super().__init__(
+            f"the removal of {domain} (tenant {tenant_id}) is not finished; purge it once "
+            "`domains status` says it was removed (a reconcile removes it)"
+        )
+        self.tenant_id = tenant_id
+        self.domain = domain

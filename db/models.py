@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
 from core.hostnames import MAX_HOSTNAME_LENGTH
-from core.status import DomainStatus
+from core.status import DEPLOYABLE, DomainStatus
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -46,6 +46,19 @@ NAMING_CONVENTION: dict[str, str] = {
 }
 
 AUDIT_OUTCOMES: tuple[str, ...] = ("ok", "noop", "denied", "rejected", "conflict", "not_found")
+
+# Statuses in which a row holds its hostname exclusively: DNS is verified and the
+# row is not disabled (the same set as core.status.DEPLOYABLE). Rows in
+# pending_dns, verifying_dns, dns_failed or disabled only claim it, and several
+# tenants may claim one hostname at once; the partial unique index
+# HELD_DOMAIN_INDEX admits at most one holder per hostname.
+HOLDING_STATUSES: frozenset[DomainStatus] = DEPLOYABLE
+HELD_DOMAIN_INDEX = "uq_portal_domains_domain_held"
+
+
+def _holding_predicate() -> str:
+    values = ", ".join(f"'{s.value}'" for s in sorted(HOLDING_STATUSES))
+    return f"status IN ({values})"
 
 
 class VerificationMethod(StrEnum):
@@ -85,7 +98,8 @@ def case_insensitive_hostname() -> TypeEngine[str]:
     """CITEXT on PostgreSQL, `VARCHAR COLLATE NOCASE` on SQLite.
 
     Stored names are already lowercase ASCII; the case-insensitive type makes
-    the unique constraint hold even for a row written by some other path.
+    the unique index on held hostnames hold even for a row written by some
+    other path.
     """
     return (
         String(MAX_HOSTNAME_LENGTH)
@@ -108,11 +122,23 @@ class Base(DeclarativeBase):
 
 class PortalDomain(Base):
     __tablename__ = "portal_domains"
-    __table_args__ = (Index("ix_portal_domains_status", "status"),)
+    __table_args__ = (
+        Index("ix_portal_domains_status", "status"),
+        # Case-insensitive like the column itself: CITEXT on PostgreSQL, and on
+        # SQLite an index uses the column's NOCASE collation.
+        Index(
+            HELD_DOMAIN_INDEX,
+            "domain",
+            unique=True,
+            postgresql_where=text(_holding_predicate()),
+            sqlite_where=text(_holding_predicate()),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid(), unique=True)
-    domain: Mapped[str] = mapped_column(case_insensitive_hostname(), unique=True)
+    # Not unique on its own: only holders are exclusive (HELD_DOMAIN_INDEX).
+    domain: Mapped[str] = mapped_column(case_insensitive_hostname())
     canonical_prefix: Mapped[str] = mapped_column(String(32), unique=True)
     canonical_host: Mapped[str] = mapped_column(case_insensitive_hostname(), unique=True)
     status: Mapped[DomainStatus] = mapped_column(

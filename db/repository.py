@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from core.status import DomainStatus
-from db.models import PortalDomain, PortalDomainAudit
+from db.models import HOLDING_STATUSES, PortalDomain, PortalDomainAudit
 
 
 def row_of(session: Session, tenant_id: UUID) -> PortalDomain | None:
@@ -46,10 +46,51 @@ def lock_row(session: Session, tenant_id: UUID) -> PortalDomain | None:
 
 
 def holder_of(session: Session, host: str) -> UUID | None:
-    """The tenant whose row claims `host`, if any."""
+    """The tenant whose row holds `host` (verified, not disabled), if any.
+
+    At most one: the partial unique index uq_portal_domains_domain_held. Rows
+    that merely claim `host` (unverified or disabled) are not holders.
+    """
     return session.scalars(
-        select(PortalDomain.tenant_id).where(PortalDomain.domain == host)
+        select(PortalDomain.tenant_id).where(
+            PortalDomain.domain == host,
+            PortalDomain.status.in_(sorted(HOLDING_STATUSES)),
+        )
     ).one_or_none()
+
+
+def lock_rows_not_updated_since(
+    session: Session, statuses: Collection[DomainStatus], cutoff: datetime
+) -> list[PortalDomain]:
+    """Rows in `statuses` whose updated_at is before `cutoff`, locked, by tenant.
+
+    PostgreSQL re-checks the WHERE clause on rows changed by a concurrent
+    transaction before locking them, so a row that moved on is skipped.
+    """
+    return list(
+        session.scalars(
+            select(PortalDomain)
+            .where(
+                PortalDomain.status.in_(sorted(set(statuses))),
+                PortalDomain.updated_at < cutoff,
+            )
+            .order_by(PortalDomain.tenant_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def delete_row(session: Session, row: PortalDomain) -> None:
+    """Delete the (locked) row for good; its audit rows stay."""
+    result = session.execute(
+        delete(PortalDomain)
+        .where(PortalDomain.id == row.id)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    assert result.rowcount == 1, f"row {row.id} vanished while locked"
+    session.expunge(row)
 
 
 def prefixes_starting_with(session: Session, head: str) -> set[str]:

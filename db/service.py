@@ -35,7 +35,21 @@ The canonical prefix, host and certificate secret are assigned on a tenant's
 first request and never change. Replacing the hostname (or re-requesting a
 disabled one) is modelled as "disable, then request": both edges exist from
 every status, so a replacement is always a legal path through the graph and
-restarts at pending_dns. A disabled row keeps its hostname claimed.
+restarts at pending_dns.
+
+Claims and holders
+------------------
+A request only *claims* a hostname; the row *holds* it once its DNS is verified
+(db.models.HOLDING_STATUSES: pending_certificate .. active). Several tenants may
+claim one hostname (pending_dns, verifying_dns, dns_failed, disabled), so a
+tenant that can never verify a hostname cannot block its owner; at most one
+holds it (a partial unique index). `request` of a hostname another tenant holds
+raises DomainAlreadyClaimed, whose message never names the holder. A
+`record_status` into a holding status while another tenant holds the hostname
+(both verified, a race) raises DomainAlreadyClaimed too, leaves the row as it
+was and audits the refusal. A disabled row releases its hostname.
+`expire_unverified_claims` disables claims left unverified for too long;
+`purge` deletes a disabled row for good (its audit rows stay).
 """
 
 from __future__ import annotations
@@ -45,10 +59,10 @@ import copy
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
@@ -66,10 +80,13 @@ from db.errors import (
     DomainAlreadyClaimed,
     DomainDisabled,
     DomainError,
+    DomainNotDisabled,
     DomainNotFound,
     HookFailed,
+    RemovalInProgress,
     StaleStatus,
 )
+from db.importer import LegacyRow
 from db.models import PortalDomain, PortalDomainAudit, VerificationMethod
 
 __all__ = [
@@ -80,6 +97,8 @@ __all__ = [
     "DomainChange",
     "DomainDisabled",
     "DomainError",
+    "DomainNotDisabled",
+    "RemovalInProgress",
     "DomainNotFound",
     "DomainService",
     "DomainView",
@@ -97,6 +116,10 @@ MAX_AUDITED_INPUT = 300
 # the winner's committed row, so one retry normally settles it.
 _MAX_ATTEMPTS = 3
 _FAILED = frozenset({DomainStatus.DNS_FAILED, DomainStatus.CERTIFICATE_FAILED})
+# Claims whose DNS is not verified (yet): what expire_unverified_claims disables.
+UNVERIFIED = frozenset(
+    {DomainStatus.PENDING_DNS, DomainStatus.VERIFYING_DNS, DomainStatus.DNS_FAILED}
+)
 
 
 class DomainAction(StrEnum):
@@ -105,6 +128,20 @@ class DomainAction(StrEnum):
     REFRESH = "refresh"
     DISABLE = "disable"
     RECORD_STATUS = "record_status"
+    # Audit only: the after-commit hook of an expiry is told DISABLE, and a
+    # purge runs no hook (there is no row left to reconcile).
+    EXPIRE = "expire"
+    PURGE = "purge"
+    # A row adopted from the TypeScript implementation (`portal-domains import`).
+    IMPORT = "import"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportOutcome:
+    """What `import_legacy` did (or, in a dry run, would do) with one row."""
+
+    result: Literal["imported", "unchanged", "conflict"]
+    reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +222,22 @@ def _utcnow() -> datetime:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+# verification_details["removal"] of a disabled domain: requested, then removed.
+REMOVAL = "removal"
+REMOVAL_REQUESTED = "requested"
+REMOVAL_DONE = "removed"
+REMOVAL_HELD = "held"
+# A removal still to be carried out (the worker resumes these at startup).
+REMOVAL_PENDING = frozenset({REMOVAL_REQUESTED, REMOVAL_HELD})
+
+
+def removal_requested_message(domain: str, actor: str) -> str:
+    return (
+        f"Removal requested by {actor}: the certificate, gateway and routes of {domain} are "
+        "being removed."
+    )
 
 
 def pending_dns_message(domain: str, canonical: str, challenge_target: str | None = None) -> str:
@@ -313,7 +366,12 @@ class DomainService:
                 else:
                     check_transition(before, DomainStatus.DISABLED)
                     row.status = DomainStatus.DISABLED
-                    row.status_message = f"Disabled by {actor}."
+                    row.status_message = removal_requested_message(row.domain, actor)
+                    # "requested" until a reconcile shows the objects gone (record_removals).
+                    row.verification_details = {
+                        **(row.verification_details or {}),
+                        REMOVAL: REMOVAL_REQUESTED,
+                    }
                     row.updated_at = self._clock()
                     session.flush()
                     self._audit_row(session, row, DomainAction.DISABLE, actor, before, "ok")
@@ -355,15 +413,52 @@ class DomainService:
                 raise_not_found = False
                 before = row.status
                 old = (row.status_message, copy.deepcopy(row.verification_details))
-                if self._conditional_update(
-                    session,
-                    tenant_id,
-                    expected_status=expected_status,
-                    new_status=new_status,
-                    message=message,
-                    details=details,
-                    expected_version=expected_version,
-                ):
+                held_elsewhere = False
+                try:
+                    # A savepoint, so a refused write leaves the transaction
+                    # usable for the audit row (PostgreSQL aborts it otherwise).
+                    with session.begin_nested():
+                        updated = self._conditional_update(
+                            session,
+                            tenant_id,
+                            expected_status=expected_status,
+                            new_status=new_status,
+                            message=message,
+                            details=details,
+                            expected_version=expected_version,
+                        )
+                except IntegrityError:
+                    # Only the held-hostname index can fire here: another
+                    # tenant verified the same hostname and holds it.
+                    holder = repo.holder_of(session, row.domain)
+                    if holder is None or holder == tenant_id:
+                        raise
+                    updated, held_elsewhere = False, True
+                if held_elsewhere:
+                    session.refresh(row)
+                    logger.warning(
+                        "tenant %s: %s -> %s refused, %s is held by tenant %s",
+                        tenant_id,
+                        expected_status,
+                        new_status,
+                        row.domain,
+                        holder,
+                    )
+                    error = DomainAlreadyClaimed(row.domain)
+                    self._audit_row(
+                        session,
+                        row,
+                        DomainAction.RECORD_STATUS,
+                        actor,
+                        row.status,
+                        "conflict",
+                        detail={
+                            "code": DomainAlreadyClaimed.code,
+                            "expected_status": expected_status.value,
+                            "wanted_status": new_status.value,
+                        },
+                    )
+                elif updated:
                     session.refresh(row)
                     if transition or (row.status_message, row.verification_details) != old:
                         self._audit_row(
@@ -415,6 +510,102 @@ class DomainService:
             self._notify(change)
         return view
 
+    def purge(self, tenant_id: UUID, actor: str) -> DomainView:
+        """Delete the tenant's disabled row for good; returns it as it was.
+
+        Refused (DomainNotDisabled) unless the domain is disabled: disable it
+        first, so its resources are pruned. The audit rows stay, the purge and
+        any refusal included. No hook runs: there is nothing left to reconcile.
+        A later request starts afresh (its canonical prefix is chosen again).
+        """
+        _check_actor(actor)
+        error: DomainError | None = None
+        view: DomainView | None = None
+        with self._sessions.begin() as session:
+            row = self._lock_row(session, tenant_id)
+            if row is None:
+                self._audit(session, tenant_id, DomainAction.PURGE, actor, outcome="not_found")
+                error = DomainNotFound(tenant_id)
+            elif row.status is not DomainStatus.DISABLED:
+                self._audit_row(session, row, DomainAction.PURGE, actor, row.status, "rejected")
+                error = DomainNotDisabled(tenant_id, row.domain, row.status)
+            elif (row.verification_details or {}).get(REMOVAL) in REMOVAL_PENDING:
+                # Purging now would orphan its objects and the workflow removing them.
+                self._audit_row(session, row, DomainAction.PURGE, actor, row.status, "rejected")
+                error = RemovalInProgress(tenant_id, row.domain)
+            else:
+                view = _view(row)
+                self._audit(
+                    session,
+                    tenant_id,
+                    DomainAction.PURGE,
+                    actor,
+                    outcome="ok",
+                    domain=row.domain,
+                    before=row.status,
+                    detail={
+                        "canonical_prefix": row.canonical_prefix,
+                        "canonical_host": row.canonical_host,
+                    },
+                )
+                repo.delete_row(session, row)
+        if error is not None:
+            raise error
+        assert view is not None
+        return view
+
+    def expire_unverified_claims(
+        self, older_than: timedelta, actor: str = "reconciler"
+    ) -> builtins.list[UUID]:
+        """Disable claims still unverified whose row has not changed for `older_than`.
+
+        Rows in pending_dns, verifying_dns or dns_failed whose `updated_at` is
+        before now (the service's clock) minus `older_than` are disabled, each
+        audited as `expire`; returns their tenant ids, sorted. The after-commit
+        hook is told DISABLE for each (so the workflow stops); a failing hook is
+        logged, not raised, since repeating the call would not repeat it.
+
+        Note that every status write bumps `updated_at`, the reconciler's
+        periodic re-checks included: a claim whose workflow keeps retrying is
+        only expired if `older_than` is shorter than that retry interval.
+        """
+        _check_actor(actor)
+        if older_than <= timedelta(0):
+            raise ValueError(f"older_than must be positive, got {older_than}")
+        now = self._clock()
+        cutoff = now - older_than
+        expired: builtins.list[DomainView] = []
+        with self._sessions.begin() as session:
+            for row in repo.lock_rows_not_updated_since(session, UNVERIFIED, cutoff):
+                before, last_update = row.status, row.updated_at
+                check_transition(before, DomainStatus.DISABLED)
+                row.status = DomainStatus.DISABLED
+                row.status_message = (
+                    f"Expired: {row.domain} was not verified within {_duration(older_than)}. "
+                    "Request it again to start over."
+                )
+                row.updated_at = now
+                session.flush()
+                self._audit_row(
+                    session,
+                    row,
+                    DomainAction.EXPIRE,
+                    actor,
+                    before,
+                    "ok",
+                    detail={
+                        "older_than_seconds": older_than.total_seconds(),
+                        "last_updated_at": last_update.isoformat(),
+                    },
+                )
+                expired.append(_view(row))
+        for view in expired:
+            try:
+                self._notify(_change(view, DomainAction.DISABLE))
+            except HookFailed:
+                pass  # logged by _notify; the workflow sees the row disabled on its next write
+        return sorted(view.tenant_id for view in expired)
+
     def audit_denied(
         self,
         tenant_id: UUID,
@@ -434,6 +625,129 @@ class DomainService:
             outcome="denied",
             detail={"reason": reason},
         )
+
+    def record_removals(
+        self, present: Collection[str], *, environment: str, commit: str | None
+    ) -> builtins.list[UUID]:
+        """After a reconcile: disabled domains whose objects are gone are `removed`.
+
+        `present`: the tenant slugs the stack still holds (held deletions included);
+        `commit`: the nm-kube-config commit that dropped their files, if any. Each
+        is a same-status write (audited); the tenant sees "removed", not "requested".
+        """
+        done = []
+        for view in self.list(DomainStatus.DISABLED):
+            details = dict(view.verification_details or {})
+            # Only removals in progress: an expired claim or a row disabled before
+            # removals were tracked never had objects to remove (or says so already).
+            if view.canonical_prefix in present or details.get(REMOVAL) not in REMOVAL_PENDING:
+                continue
+            where = f" (nm-kube-config {commit[:12]})" if commit else ""
+            try:
+                self.record_status(
+                    view.tenant_id,
+                    expected_status=DomainStatus.DISABLED,
+                    new_status=DomainStatus.DISABLED,
+                    message=(
+                        f"Removed: {view.domain} is no longer served; its certificate, gateway "
+                        f"and routes left the {environment} stack and nm-kube-config{where}."
+                    ),
+                    details={**details, REMOVAL: REMOVAL_DONE, "removed_commit": commit or ""},
+                    actor="reconciler",
+                )
+            except StaleStatus:
+                continue  # re-requested meanwhile: not removed after all
+            done.append(view.tenant_id)
+        return done
+
+    def import_legacy(
+        self, legacy: LegacyRow, actor: str, *, dry_run: bool = False
+    ) -> ImportOutcome:
+        """Adopt one validated row of the old implementation, keeping hostname, status,
+        canonical prefix and certificate secret name (db.importer). A tenant that has a
+        row here already is never overwritten. `dry_run` writes nothing at all.
+        """
+        _check_actor(actor)
+        session = self._sessions()
+        try:
+            outcome = self._import(session, legacy, actor)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        if outcome.result == "imported" and not dry_run:
+            # The worker's resume (or this hook) starts the tenant's workflow, which
+            # carries on from the imported status.
+            self._notify(_change(self.get(legacy.tenant_id), DomainAction.REQUEST))
+        return outcome
+
+    def _import(self, session: Session, legacy: LegacyRow, actor: str) -> ImportOutcome:
+        existing = self._lock_row(session, legacy.tenant_id)
+        if existing is not None:
+            same = (existing.domain, existing.canonical_prefix, existing.certificate_secret_name)
+            if same == (legacy.domain, legacy.canonical_prefix, legacy.certificate_secret_name):
+                return ImportOutcome(result="unchanged")
+            return ImportOutcome(
+                result="conflict",
+                reason=f"the tenant already has {existing.domain} ({existing.status}) here; "
+                "left as it is",
+            )
+        now = self._clock()
+        row = PortalDomain(
+            id=uuid4(),
+            tenant_id=legacy.tenant_id,
+            domain=legacy.domain,
+            canonical_prefix=legacy.canonical_prefix,
+            canonical_host=legacy.canonical_host,
+            status=legacy.status,
+            status_message=legacy.status_message or f"Imported ({legacy.status}).",
+            last_checked_at=legacy.last_checked_at,
+            verification_method=VerificationMethod.CNAME,
+            verification_details={"expected_cname": legacy.canonical_host, "imported": True},
+            certificate_secret_name=legacy.certificate_secret_name,
+            last_synced_resource_version=None,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            reason = (
+                "its hostname, canonical host or certificate secret name is already used by "
+                "another tenant here"
+            )
+            self._audit(
+                session,
+                legacy.tenant_id,
+                DomainAction.IMPORT,
+                actor,
+                outcome="conflict",
+                domain=legacy.domain,
+                detail={"source_row": legacy.row, "reason": reason},
+            )
+            return ImportOutcome(result="conflict", reason=reason)
+        self._audit(
+            session,
+            legacy.tenant_id,
+            DomainAction.IMPORT,
+            actor,
+            outcome="ok",
+            domain=legacy.domain,
+            after=legacy.status,
+            detail={
+                "source_row": legacy.row,
+                "certificate_secret_name": legacy.certificate_secret_name,
+                "canonical_host": legacy.canonical_host,
+            },
+        )
+        return ImportOutcome(result="imported")
 
     def record_synced_versions(self, versions: Mapping[str, str]) -> int:
         """After a cluster-mode apply: what the API server stored, per canonical prefix.
@@ -688,6 +1002,16 @@ class DomainService:
 def _check_actor(actor: str) -> None:
     if not actor.strip() or len(actor) > MAX_ACTOR_LENGTH:
         raise ValueError(f"actor must be 1-{MAX_ACTOR_LENGTH} characters, got {actor!r}")
+
+
+def _duration(value: timedelta) -> str:
+    """`7 days`, `36 hours`, `90 minutes`, `45 seconds`: the largest whole unit."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 def _already_applied(row: PortalDomain, new_status: DomainStatus, version: int | None) -> bool:

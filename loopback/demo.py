@@ -23,9 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from temporalio.client import WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
-
 from adapters.dns import DnsSettings
 from adapters.gitops import ensure_bare_remote
 from adapters.telemetry import Analytics, setup_tracing
@@ -39,9 +36,9 @@ from loopback.temporal import temporal_dev_server
 from loopback.tls_ingress import LocalTlsServer, TestCertificateAuthority
 from reconciler import payloads as p
 from reconciler.activities import ProbeSettings
+from reconciler.starter import reconcile_now
 from reconciler.wiring import Runtime, build_runtime, connect, domain_service
 from reconciler.worker import make_worker, resume_registrations
-from reconciler.workflows import EnvironmentReconcileWorkflow
 from stack.config import load_stack_config
 
 Progress = Callable[[str], None]
@@ -230,16 +227,10 @@ async def wait_settled(service: Any, progress: Progress, timeout: float = 300) -
 
 
 async def sync_now(client: Any, settings: Settings, environment: str) -> p.ReconcileOutcome:
-    start = WithStartWorkflowOperation(
-        EnvironmentReconcileWorkflow.run,
-        p.EnvironmentState(environment=environment, debounce_seconds=settings.debounce_seconds),
-        id=p.reconcile_workflow_id(environment),
+    return await reconcile_now(
+        client,
+        environment=environment,
         task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        request=p.ReconcileRequest(request_id=f"demo-{uuid.uuid4()}", reason="demo sync"),
+        debounce_seconds=settings.debounce_seconds,
     )
-    outcome: p.ReconcileOutcome = await client.execute_update_with_start_workflow(
-        EnvironmentReconcileWorkflow.reconcile,
-        p.ReconcileRequest(request_id=f"demo-{uuid.uuid4()}", reason="demo sync"),
-        start_workflow_operation=start,
-    )
-    return outcome

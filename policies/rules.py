@@ -811,17 +811,22 @@ def unique_host_per_stack(args: StackArgs, report_violation: ReportViolation) ->
 
 
 def deletion_budget(args: StackArgs, report_violation: ReportViolation) -> None:
-    """A run may not drop more than maxDeletePercent of the tenants the stack held before it."""
+    """A run may not drop more than maxDeletePercent of the tenants the stack held before it.
+
+    Tenants in tenantsExcused do not count: the database says why they go (a disabled
+    or unverified row), or the run holds their deletion for an operator.
+    """
     cfg = args.get_config()
     if s.TENANTS_BEFORE not in cfg:
         return  # the caller could not say what the stack held; nothing to compare
     before = {_text(t) for t in _list(plain(cfg[s.TENANTS_BEFORE]))} - {""}
     if not before:
         return
+    excused = {_text(t) for t in _list(plain(cfg.get(s.TENANTS_EXCUSED) or []))}
     budget = _port(_config(args, s.DELETION_BUDGET)["maxDeletePercent"])
     limit = 0 if budget is None else budget
     present = {o.slug for o in _stack_objects(args) if o.per_tenant}
-    dropped = sorted(before - present)
+    dropped = sorted(before - present - excused)
     percent = 100 * len(dropped) / len(before)
     if percent > limit:
         shown = ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else "")

@@ -115,6 +115,10 @@ _TENANTS_BEFORE_SCHEMA: dict[str, Any] = {
     "items": {"type": "string", "minLength": 1},
     "uniqueItems": True,
 }
+# Tenants whose leaving the stack does not count against the budget: the database
+# explains it (the row is disabled or no longer verified), as the empty-state guard
+# already trusts, or this run holds their deletion for an operator to confirm.
+TENANTS_EXCUSED = "tenantsExcused"
 
 
 def committed_config_path(environment: str) -> Path:
@@ -138,11 +142,15 @@ def schema_properties(policy: str) -> dict[str, dict[str, Any]]:
     properties = {s.key: {**s.schema, "default": s.value(config)} for s in SETTINGS[policy]}
     if policy == DELETION_BUDGET:
         properties[TENANTS_BEFORE] = dict(_TENANTS_BEFORE_SCHEMA)
+        properties[TENANTS_EXCUSED] = dict(_TENANTS_BEFORE_SCHEMA)
     return properties
 
 
 def policy_pack_config(
-    config: StackConfig, *, tenants_before: Sequence[str] | None = None
+    config: StackConfig,
+    *,
+    tenants_before: Sequence[str] | None = None,
+    tenants_excused: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """The `--policy-pack-config` object for `config`'s environment.
 
@@ -156,20 +164,35 @@ def policy_pack_config(
     sections[DELETION_BUDGET]["enforcementLevel"] = config.deletion_budget_enforcement
     if tenants_before is not None:
         sections[DELETION_BUDGET][TENANTS_BEFORE] = sorted(set(tenants_before))
+    if tenants_excused:
+        sections[DELETION_BUDGET][TENANTS_EXCUSED] = sorted(set(tenants_excused))
     return sections
 
 
 def render_policy_pack_config(
-    config: StackConfig, *, tenants_before: Sequence[str] | None = None
+    config: StackConfig,
+    *,
+    tenants_before: Sequence[str] | None = None,
+    tenants_excused: Sequence[str] = (),
 ) -> str:
-    document = policy_pack_config(config, tenants_before=tenants_before)
+    document = policy_pack_config(
+        config, tenants_before=tenants_before, tenants_excused=tenants_excused
+    )
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def write_policy_pack_config(
-    config: StackConfig, path: Path, *, tenants_before: Sequence[str] | None = None
+    config: StackConfig,
+    path: Path,
+    *,
+    tenants_before: Sequence[str] | None = None,
+    tenants_excused: Sequence[str] = (),
 ) -> Path:
     """Write the `--policy-pack-config` file for `config` to `path` and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_policy_pack_config(config, tenants_before=tenants_before))
+    path.write_text(
+        render_policy_pack_config(
+            config, tenants_before=tenants_before, tenants_excused=tenants_excused
+        )
+    )
     return path

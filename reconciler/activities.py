@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from core.manifests import resource_name
 from core.status import DomainStatus
 from core.sync import Synced, parse_synced, routing_not_accepted
 from db.errors import DomainNotFound, StaleStatus
-from db.service import DomainService
+from db.service import REMOVAL, REMOVAL_HELD, DomainService
 from reconciler import payloads as p
 from reconciler.environment_reconcile import all_records, reconcile_once
 from reconciler.errors import to_application_error
@@ -285,6 +285,44 @@ class DomainActivities:
             properties={"tenant_id": inp.tenant_id, **inp.properties},
         )
 
+    def _failed(self, env: str, err: PortalDomainsError, attempt: int) -> None:
+        """The failure event, sent like `portal_domain.reconciled` (one per attempt)."""
+        self.deps.analytics.capture(
+            "portal_domain.reconcile_failed",
+            distinct_id=f"environment:{env}",
+            properties={
+                "env": env,
+                "code": err.code,
+                "retryable": err.retryable,
+                "attempt": attempt,
+                "reason": " ".join(str(err).split())[:300],
+            },
+        )
+
+    def _mark_held(self, slugs: Sequence[str], env: str, reason: str) -> None:
+        """Tell the disabled tenants among `slugs` that their removal waits for an operator."""
+        message = _held_message(env)
+        for view in self.deps.domains.list():
+            if view.canonical_prefix not in slugs or view.status is not DomainStatus.DISABLED:
+                continue
+            if view.status_message == message:
+                continue
+            try:
+                self.deps.domains.record_status(
+                    view.tenant_id,
+                    expected_status=DomainStatus.DISABLED,
+                    new_status=DomainStatus.DISABLED,
+                    message=message,
+                    details={
+                        **(view.verification_details or {}),
+                        REMOVAL: REMOVAL_HELD,
+                        "held_reason": reason[:500],
+                    },
+                    actor="reconciler",
+                )
+            except PortalDomainsError as err:  # moved on meanwhile: nothing to say
+                activity.logger.info("held note for %s not written: %s", view.tenant_id, err)
+
     # ------------------------------------------------------------------ reconcile
     @activity.defn(name=p.REQUEST_RECONCILE)
     async def request_reconcile(self, inp: p.RequestReconcileInput) -> None:
@@ -332,13 +370,23 @@ class DomainActivities:
                 tracer=self.deps.tracer,
                 # a previous attempt may have died mid-update: lock, pending ops
                 recover_first=attempt > 1,
+                confirm_deletions=inp.confirm_deletions,
+                allow_empty=inp.allow_empty,
                 record_synced=self.deps.domains.record_synced_versions,
+                # A refused deletion must not stall every other tenant's change.
+                hold_refused=True,
+                record_removed=lambda present, commit: self.deps.domains.record_removals(
+                    present, environment=env, commit=commit
+                ),
             )
         except RefusedRun as err:
+            self._failed(env, err, attempt)
             raise to_application_error(err, prefix="refused: ") from err
         except GitOpsError as err:
+            self._failed(env, err, attempt)
             raise to_application_error(err, prefix="git: ") from err
         except PortalDomainsError as err:
+            self._failed(env, err, attempt)
             raise to_application_error(err) from err
         if report.recovered:
             activity.logger.warning(
@@ -349,12 +397,25 @@ class DomainActivities:
             )
         counts = report.summary.counts
         published = report.published
+        held = report.summary.held_tenants
+        held_note = (
+            f"; {len(held)} deletion(s) held for confirmation ({', '.join(held)}): "
+            f"{report.summary.held_reason}. Confirm with "
+            f"`portal-domains reconcile --env {env} --yes`"
+            if held
+            else ""
+        )
+        if held:
+            activity.logger.warning("%s%s", env, held_note)
+            self._mark_held(held, env, report.summary.held_reason or "")
         outcome = p.ReconcileOutcome(
             ok=True,
             message=(
                 f"{env}: {counts['create']} created, {counts['update']} updated, "
-                f"{counts['replace']} replaced, {counts['delete']} deleted"
+                f"{counts['replace']} replaced, {counts['delete']} deleted{held_note}"
             ),
+            held_tenants=tuple(held),
+            held_reason=report.summary.held_reason,
             created=counts["create"],
             updated=counts["update"],
             replaced=counts["replace"],
@@ -378,6 +439,13 @@ class DomainActivities:
             },
         )
         return outcome
+
+
+def _held_message(env: str) -> str:
+    return (
+        f"Removal requested; an operator must confirm it in {env} before the certificate, "
+        "gateway and routes are removed (a safety limit on deletions was reached)."
+    )
 
 
 def _synced(found: ObjectVersion | None) -> Synced | None:

@@ -121,7 +121,16 @@ def reconcile_once(
     confirm_deletions: bool = False,
     progress: Progress | None = None,
     record_synced: Callable[[Mapping[str, str]], object] | None = None,
+    hold_refused: bool = False,
+    record_removed: Callable[[set[str], str | None], object] | None = None,
 ) -> ReconcileReport:
+    """One environment reconcile: rows -> up -> export -> Git (see the module doc).
+
+    `hold_refused` (the worker): deletions a guard refuses stay in the stack and the
+    rest is applied; RunSummary.held_tenants lists them until an operator confirms.
+    `record_removed(slugs still in the stack, commit)` runs once the files are
+    published: disabled domains outside the stack are then really removed.
+    """
     started = time.monotonic()
     env = stack.stack_name
     recovered: tuple[str, ...] = ()
@@ -144,6 +153,7 @@ def reconcile_once(
                 # Hand-deleted objects come back through the refresh; hand-edited
                 # ones are re-created, since the provider's diff may not see the edit.
                 replace=[d.urn for d in drift if d.fields],
+                hold_refused=hold_refused,
             )
         with span(tracer, "export", env=env):
             objects = stack.state_objects()
@@ -154,6 +164,9 @@ def reconcile_once(
         if git is not None:
             with span(tracer, "git.push", env=env):
                 published = git.publish(stack.config.manifest_root, files)
+        if record_removed is not None:
+            present = {o["slug"] for o in objects}
+            record_removed(present, published.commit if published else None)
     return ReconcileReport(
         summary=summary,
         files=files,

@@ -139,6 +139,10 @@ class ReconcileRequest:
     request_id: str
     requester_workflow_id: str | None = None
     reason: str = ""
+    # An operator's `reconcile --yes` / `--allow-empty`: the run they land in applies
+    # the deletions a guard would otherwise hold.
+    confirm_deletions: bool = False
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +156,8 @@ class ReconcileEnvironmentInput:
     environment: str
     run_id: str
     request_ids: tuple[str, ...] = ()
+    confirm_deletions: bool = False
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +175,9 @@ class ReconcileOutcome:
     duration_seconds: float = 0.0
     # Why a run was refused by the policy pack, rule by rule.
     policy_violations: tuple[PolicyViolation, ...] = ()
+    # Deletions a guard refused: left in the stack until an operator confirms.
+    held_tenants: tuple[str, ...] = ()
+    held_reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

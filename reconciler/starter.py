@@ -1,8 +1,11 @@
-"""Start or signal a tenant's registration workflow (signal-with-start).
+"""Start or signal the workflows from outside a worker.
 
-This is the hook the domain service calls after a committed request, refresh
-or disable. Signal-with-start is idempotent: a running workflow just gets the
-signal, a finished or missing one is started with it.
+`signal_registration` is the hook the domain service calls after a committed
+request, refresh or disable. Signal-with-start is idempotent: a running
+workflow just gets the signal, a finished or missing one is started with it.
+`reconcile_now` is an operator's (or the demo's) reconcile: an update-with-start
+of the environment workflow, so it joins the worker's queue and can never race
+or cancel the run in flight.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 
 from reconciler import payloads as p
-from reconciler.workflows import PortalDomainRegistrationWorkflow
+from reconciler.workflows import EnvironmentReconcileWorkflow, PortalDomainRegistrationWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,44 @@ async def signal_registration(
         task_queue=task_queue,
         start_signal=signal,
     )
+
+
+async def reconcile_now(
+    client: Client,
+    *,
+    environment: str,
+    task_queue: str,
+    request: p.ReconcileRequest,
+    debounce_seconds: float = 2.0,
+) -> p.ReconcileOutcome:
+    """One reconcile of `environment` through its workflow; waits for its outcome."""
+    start = WithStartWorkflowOperation(
+        EnvironmentReconcileWorkflow.run,
+        p.EnvironmentState(environment=environment, debounce_seconds=debounce_seconds),
+        id=p.reconcile_workflow_id(environment),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    outcome: p.ReconcileOutcome = await client.execute_update_with_start_workflow(
+        EnvironmentReconcileWorkflow.reconcile, request, start_workflow_operation=start
+    )
+    return outcome
+
+
+async def reconcile_busy(client: Client, environment: str) -> bool:
+    """True when the environment workflow runs or queues a reconcile right now."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    handle = client.get_workflow_handle(p.reconcile_workflow_id(environment))
+    try:
+        description = await handle.describe()
+        if description.status is not WorkflowExecutionStatus.RUNNING:
+            return False
+        status: dict[str, int] = await handle.query(EnvironmentReconcileWorkflow.status)
+    except RPCError:
+        return False  # no such workflow
+    return bool(status.get("in_flight") or status.get("pending"))
 
 
 def run_sync(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:

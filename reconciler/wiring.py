@@ -76,9 +76,13 @@ def environment_stack(settings: Settings, environment: str) -> EnvironmentStack:
 
 
 def gitops_repo(settings: Settings, environment: str) -> GitOpsRepo:
+    """nm-kube-config for `environment`: main, or its review branch (`gitopsReview`)."""
+    config = load_stack_config(environment, root=settings.stack_config_dir)
     return GitOpsRepo(
         GitSettings(
-            remote_url=gitops_remote(settings), worktree=settings.gitops_worktree(environment)
+            remote_url=gitops_remote(settings),
+            worktree=settings.gitops_worktree(environment),
+            review_branch=config.gitops_review_branch,
         )
     )
 

@@ -9,6 +9,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from core.status import DomainStatus
+from db.service import REMOVAL, REMOVAL_PENDING
 from reconciler import payloads as p
 from reconciler.timings import timings_for
 from reconciler.wiring import Runtime
@@ -32,12 +33,17 @@ async def resume_registrations(runtime: Runtime) -> int:
     """Start the workflow of every domain that should have one and lacks it.
 
     Covers a hook that could not reach Temporal (the row was committed, the
-    start was not): the worker repairs it at startup. Running workflows are
-    left alone (USE_EXISTING).
+    start was not): the worker repairs it at startup. That includes a removal
+    requested while Temporal was down: a disabled domain not yet `removed` gets
+    its workflow too, which has the objects pruned. Running workflows are left
+    alone (USE_EXISTING).
     """
     started = 0
     for view in runtime.deps.domains.list():
-        if view.status is DomainStatus.DISABLED:
+        if (
+            view.status is DomainStatus.DISABLED
+            and (view.verification_details or {}).get(REMOVAL) not in REMOVAL_PENDING
+        ):
             continue
         await runtime.client.start_workflow(
             PortalDomainRegistrationWorkflow.run,

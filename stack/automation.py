@@ -15,6 +15,7 @@ A refused run raises RefusedRun before `up` starts, so it changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import Counter, defaultdict
@@ -47,6 +48,10 @@ _REPLACE_OPS = {
     "create-before-replace",
     "delete-before-replace",
 }
+
+
+# Steps a run that holds its deletions still applies (never "delete", "same", "refresh").
+_APPLY_OPS = frozenset({"create", "update", "import", *_REPLACE_OPS})
 
 
 class StackOperationError(PortalDomainsError, RuntimeError):
@@ -130,6 +135,13 @@ class RunSummary:
     # slugs of tenants whose rows exist but are not deployable (disabled, DNS
     # not verified): their removal from the stack is explained by the database
     accounted_for: list[str] = field(default_factory=list)
+    # Deletions a guard refused and this run left in the stack for an operator to
+    # confirm (`portal-domains up --env E --yes`), and why.
+    held_tenants: list[str] = field(default_factory=list)
+    held_reason: str | None = None
+    # Every resource URN with a step other than delete: what a run that holds the
+    # deletions applies (`up --target`).
+    apply_urns: list[str] = field(default_factory=list)
 
     @property
     def has_changes(self) -> bool:
@@ -137,7 +149,9 @@ class RunSummary:
 
     @property
     def deleted_tenants(self) -> list[str]:
-        return sorted(set(self.stack_tenants_before) - set(self.desired_tenants))
+        return sorted(
+            set(self.stack_tenants_before) - set(self.desired_tenants) - set(self.held_tenants)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -149,12 +163,31 @@ class RunSummary:
             ],
             "desired_tenants": self.desired_tenants,
             "deleted_tenants": self.deleted_tenants,
+            "held_tenants": self.held_tenants,
+            "held_reason": self.held_reason,
             "policy_violations": [asdict(v) for v in self.policy_violations],
             "duration_seconds": round(self.duration_seconds, 2),
         }
 
 
 _URN_NAME = re.compile(r"::(?P<name>[^:]+)$")
+
+
+# policies.settings.DELETION_BUDGET (not imported: the pack is loaded only when used).
+_DELETION_BUDGET_POLICY = "deletion-budget"
+
+
+def _holdable(refused: RefusedRun | PolicyViolationsError) -> bool:
+    """A refusal of deletions only: every mandatory violation is the deletion budget's."""
+    if isinstance(refused, RefusedRun):
+        return refused.code in ("deletion_cap", "empty_desired_state")
+    mandatory = [v for v in refused.violations if v.mandatory]
+    return bool(mandatory) and all(v.policy == _DELETION_BUDGET_POLICY for v in mandatory)
+
+
+def _budget_reason(refused: PolicyViolationsError) -> str:
+    budget = [v.message for v in refused.violations if v.policy == _DELETION_BUDGET_POLICY]
+    return "deletion-budget: " + "; ".join(budget)
 
 
 def _slug_of(urn: str) -> str | None:
@@ -178,11 +211,17 @@ class _EventCollector:
         self.counts: Counter[str] = Counter()
         self.violations: list[PolicyViolation] = []
         self.diagnostics: list[str] = []
+        self.steps: dict[str, set[str]] = defaultdict(set)  # every URN -> its step ops
+
+    def apply_urns(self) -> list[str]:
+        """URNs with a step other than a plain delete (creates, updates, replacements)."""
+        return sorted(urn for urn, ops in self.steps.items() if ops & _APPLY_OPS)
 
     def __call__(self, event: auto.EngineEvent) -> None:
         if event.resource_pre_event is not None:
             meta = event.resource_pre_event.metadata
             op = meta.op.value if hasattr(meta.op, "value") else str(meta.op)
+            self.steps[meta.urn].add(op)
             if op in _REPLACE_OPS:
                 op = "replace"
             slug = _slug_of(meta.urn)
@@ -261,19 +300,25 @@ class EnvironmentStack:
             self._stack.workspace.program = run
         return self._stack
 
-    def _policy_args(self, tenants_before: Sequence[str]) -> dict[str, Any]:
+    def _policy_args(
+        self, tenants_before: Sequence[str], tenants_excused: Sequence[str] = ()
+    ) -> dict[str, Any]:
         """The pack and its config for this run.
 
         The config is generated from the stack config unless one was given; it
         carries the tenants the stack holds now, which `deletion-budget` needs
-        (a stack policy sees only the new program, never the deletes).
+        (a stack policy sees only the new program, never the deletes), and those
+        whose removal does not count against it (explained by the database, or held).
         """
         if self.policy_pack is None:
             return {}
         from policies.settings import write_policy_pack_config
 
         config_file = self.policy_pack_config or write_policy_pack_config(
-            self.config, self.work_dir / "policy-pack-config.json", tenants_before=tenants_before
+            self.config,
+            self.work_dir / "policy-pack-config.json",
+            tenants_before=tenants_before,
+            tenants_excused=tenants_excused,
         )
         return {"policy_packs": [str(self.policy_pack)], "policy_pack_configs": [str(config_file)]}
 
@@ -315,9 +360,12 @@ class EnvironmentStack:
         *,
         progress: Progress | None = None,
         replace: Sequence[str] = (),
+        held: Sequence[str] = (),
     ) -> RunSummary:
+        """What `up` would do; `held`: tenants whose deletion the run would leave alone."""
         desired = [m.slug for m in desired_state(records, self.config)]
         before = self.stack_tenants()
+        accounted_for = sorted({r.prefix for r in records if not r.deployable})
         stack = self._open(records)
         collector = _EventCollector(progress)
         try:
@@ -325,7 +373,7 @@ class EnvironmentStack:
                 on_event=collector,
                 refresh=self._live,
                 replace=list(replace) or None,
-                **self._policy_args(before),
+                **self._policy_args(before, sorted({*accounted_for, *held})),
             )
         except auto.CommandError as exc:
             raise self._wrap_error(exc, collector) from exc
@@ -338,7 +386,9 @@ class EnvironmentStack:
             desired_tenants=desired,
             stack_tenants_before=before,
             policy_violations=collector.violations,
-            accounted_for=sorted({r.prefix for r in records if not r.deployable}),
+            accounted_for=accounted_for,
+            held_tenants=sorted(held),
+            apply_urns=collector.apply_urns(),
         )
 
     def check_guards(
@@ -377,18 +427,100 @@ class EnvironmentStack:
         confirm_deletions: bool = False,
         progress: Progress | None = None,
         replace: Sequence[str] = (),
+        hold_refused: bool = False,
     ) -> RunSummary:
-        """Apply `records`; `replace` names URNs to re-create (drifted objects)."""
-        planned = self.preview(records, replace=replace)
-        self.check_guards(planned, allow_empty=allow_empty, confirm_deletions=confirm_deletions)
+        """Apply `records`; `replace` names URNs to re-create (drifted objects).
+
+        A deletion a guard refuses (the empty-state guard, `deletionCap`, the
+        `deletion-budget` policy) raises RefusedRun / PolicyViolationsError, unless
+        `hold_refused`: then the run applies everything else (`up --target`) and
+        leaves those tenants in the stack, listed in `held_tenants`, until an
+        operator confirms (`confirm_deletions`). The worker holds; the CLI asks.
+        """
+        try:
+            planned = self.preview(records, replace=replace)
+            self.check_guards(planned, allow_empty=allow_empty, confirm_deletions=confirm_deletions)
+        except (RefusedRun, PolicyViolationsError) as refused:
+            if not hold_refused or not _holdable(refused):
+                raise
+            return self._up_holding(records, refused, progress=progress, replace=replace)
+        return self._apply(records, planned, progress=progress, replace=replace)
+
+    def plan(
+        self,
+        records: Sequence[DomainRecord],
+        *,
+        replace: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> RunSummary:
+        """The preview of what the worker's run (`up(hold_refused=True)`) would do,
+        with the deletions it would hold in `held_tenants` and why."""
+        try:
+            planned = self.preview(records, replace=replace, progress=progress)
+            self.check_guards(planned, allow_empty=False, confirm_deletions=False)
+        except (RefusedRun, PolicyViolationsError) as refused:
+            if not _holdable(refused):
+                raise
+            return self._plan_holding(records, refused, replace=replace)
+        return planned
+
+    def _plan_holding(
+        self,
+        records: Sequence[DomainRecord],
+        refused: RefusedRun | PolicyViolationsError,
+        *,
+        replace: Sequence[str],
+    ) -> RunSummary:
+        desired = {m.slug for m in desired_state(records, self.config)}
+        held = sorted(set(self.stack_tenants()) - desired)
+        reason = str(refused) if isinstance(refused, RefusedRun) else _budget_reason(refused)
+        planned = self.preview(records, replace=replace, held=held)
+        # The held tenants' deletes are not part of what the run does.
+        kept = [t for t in planned.tenants if t.slug not in held]
+        counts = {op: sum(t.operations.get(op, 0) for t in kept) for op in _OPS}
+        return dataclasses.replace(planned, held_reason=reason, tenants=kept, counts=counts)
+
+    def _up_holding(
+        self,
+        records: Sequence[DomainRecord],
+        refused: RefusedRun | PolicyViolationsError,
+        *,
+        progress: Progress | None,
+        replace: Sequence[str],
+    ) -> RunSummary:
+        planned = self._plan_holding(records, refused, replace=replace)
+        log.warning(
+            "%s: holding the deletion of %s: %s",
+            self.stack_name,
+            ", ".join(planned.held_tenants),
+            planned.held_reason,
+        )
+        if not planned.apply_urns:
+            # Nothing but the held deletions: nothing to apply.
+            return dataclasses.replace(
+                planned, operation="up", counts=dict.fromkeys(_OPS, 0), tenants=[]
+            )
+        return self._apply(records, planned, progress=progress, replace=replace)
+
+    def _apply(
+        self,
+        records: Sequence[DomainRecord],
+        planned: RunSummary,
+        *,
+        progress: Progress | None,
+        replace: Sequence[str],
+    ) -> RunSummary:
         stack = self._open(records)
         collector = _EventCollector(progress)
+        excused = sorted({*planned.accounted_for, *planned.held_tenants})
         try:
             result = stack.up(
                 on_event=collector,
                 refresh=self._live,
                 replace=list(replace) or None,
-                **self._policy_args(planned.stack_tenants_before),
+                # Holding deletions: apply only the other steps.
+                target=planned.apply_urns if planned.held_tenants else None,
+                **self._policy_args(planned.stack_tenants_before, excused),
             )
         except auto.CommandError as exc:
             raise self._wrap_error(exc, collector) from exc
@@ -405,6 +537,8 @@ class EnvironmentStack:
             policy_violations=collector.violations,
             duration_seconds=duration,
             accounted_for=planned.accounted_for,
+            held_tenants=planned.held_tenants,
+            held_reason=planned.held_reason,
         )
 
     def refresh(self, *, progress: Progress | None = None) -> dict[str, int]:

@@ -56,7 +56,11 @@ class EnvironmentReconcileWorkflow:
 
     @workflow.query
     def status(self) -> dict[str, int]:
-        return {"runs": self._run_number, "pending": len(self._pending)}
+        return {
+            "runs": self._run_number,
+            "pending": len(self._pending),
+            "in_flight": len(self._in_flight),
+        }
 
     async def _notify(self, request: p.ReconcileRequest, outcome: p.ReconcileOutcome) -> None:
         if not request.requester_workflow_id:
@@ -124,6 +128,8 @@ class EnvironmentReconcileWorkflow:
                     environment=state.environment,
                     run_id=f"{workflow.info().workflow_id}/{self._run_number}",
                     request_ids=tuple(r.request_id for r in batch),
+                    confirm_deletions=any(r.confirm_deletions for r in batch),
+                    allow_empty=any(r.allow_empty for r in batch),
                 ),
                 result_type=p.ReconcileOutcome,
                 start_to_close_timeout=timedelta(hours=2),

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from reconciler.workflows.common import DB_RETRY, PROBE_RETRY, QUICK, one_line, root_cause
 
 R = TypeVar("R")
+# Patch id: failure events (deploy_failed, https_failed) added after histories were recorded.
+FAILURE_EVENTS = "failure-events"
 
 
 @workflow.defn
@@ -344,6 +346,8 @@ class PortalDomainRegistrationWorkflow:
                 if not outcome.ok
                 else "the run did not include this domain"
             )
+            if workflow.patched(FAILURE_EVENTS):
+                await self._emit("portal_domain.deploy_failed", snap, reason=why)
             await self._record(
                 snap,
                 S.PENDING_CERTIFICATE,
@@ -442,6 +446,8 @@ class PortalDomainRegistrationWorkflow:
                     )
                 return
             if self._now_seconds() - started >= t.https_timeout:
+                if workflow.patched(FAILURE_EVENTS):
+                    await self._emit("portal_domain.https_failed", snap, reason=result.message)
                 await self._record(
                     snap,
                     S.DEPLOYING,
@@ -493,7 +499,8 @@ class PortalDomainRegistrationWorkflow:
                 snap,
                 S(snap.status),
                 S.DISABLED,
-                f"{snap.domain} was removed; its resources are pruned.",
+                f"Removal of {snap.domain} requested: its certificate, gateway and routes are "
+                "being removed.",
             ):
                 return await self._disable(inp)
         await self._emit("portal_domain.disabled", snap)

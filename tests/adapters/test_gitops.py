@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -315,3 +316,51 @@ def test_paths_outside_the_directory_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="directory|file names"):
         publisher.publish(directory, {slug: tenant_file("acme")})
+
+
+# -- review mode -------------------------------------------------------------------
+
+REVIEW = "portal-domains/staging"
+
+
+def branch_files(remote: str, branch: str) -> dict[str, str]:
+    tree = git.Repo(remote).commit(branch).tree
+    return {blob.name: blob.data_stream.read().decode() for blob in (tree / DIRECTORY).blobs}
+
+
+def test_review_mode_pushes_main_plus_one_commit_to_the_review_branch(
+    remote: str, settings: GitSettings
+) -> None:
+    reviewed = GitOpsRepo(dataclasses.replace(settings, review_branch=REVIEW))
+    main_before = remote_history(remote)
+    result = reviewed.publish(DIRECTORY, {"1111111": tenant_file("1111111")})
+    assert result.pushed
+    assert remote_history(remote) == main_before  # main is untouched
+    head = git.Repo(remote).commit(REVIEW)
+    assert head.parents == (main_before[0],)
+    assert str(head.message).startswith("chore(portal-domains): sync 1111111")
+    assert list(branch_files(remote, REVIEW)) == ["1111111.yaml"]
+
+    # The next run replaces the branch: still main plus one commit, with both tenants.
+    reviewed.publish(
+        DIRECTORY, {"1111111": tenant_file("1111111"), "2222222": tenant_file("2222222")}
+    )
+    head = git.Repo(remote).commit(REVIEW)
+    assert head.parents == (main_before[0],)
+    assert sorted(branch_files(remote, REVIEW)) == ["1111111.yaml", "2222222.yaml"]
+
+
+def test_once_the_review_is_merged_the_review_branch_is_deleted(
+    remote: str, settings: GitSettings, tmp_path: Path
+) -> None:
+    files = {"1111111": tenant_file("1111111")}
+    reviewed = GitOpsRepo(dataclasses.replace(settings, review_branch=REVIEW))
+    reviewed.publish(DIRECTORY, files)
+    # A reviewer merges the pull request.
+    other = other_clone(remote, tmp_path / "reviewer")
+    other.git.fetch("origin", REVIEW)
+    other.git.merge("--ff-only", f"origin/{REVIEW}")
+    other.git.push("origin", "HEAD:main")
+
+    assert reviewed.publish(DIRECTORY, files).commit is None
+    assert REVIEW not in [h.name for h in git.Repo(remote).heads]

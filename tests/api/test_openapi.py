@@ -24,10 +24,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.temporal]
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 STATUS_REF = "#/components/schemas/DomainStatusResponse"
+AUDIT_REF = "#/components/schemas/AuditResponse"
+AUDIT_PATH = f"{DOMAIN_PATH}/audit"
 
 # operation -> status codes it must document
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", DOMAIN_PATH): {"200", "401", "403", "413", "422", "500"},
+    ("get", AUDIT_PATH): {"200", "401", "403", "413", "422", "500"},
     ("post", DOMAIN_PATH): {
         "200",
         "201",
@@ -103,7 +106,8 @@ def test_every_operation_documents_each_status_it_can_return(document: dict[str,
         assert set(spec["responses"]) == EXPECTED[key], key
         for status, response in spec["responses"].items():
             ref = response["content"]["application/json"]["schema"]["$ref"]
-            assert ref == (STATUS_REF if status.startswith("2") else ERROR_REF), (key, status)
+            success = AUDIT_REF if key[1] == AUDIT_PATH else STATUS_REF
+            assert ref == (success if status.startswith("2") else ERROR_REF), (key, status)
             assert response["description"]
 
 
@@ -112,11 +116,14 @@ def test_the_bearer_scheme_and_the_tenant_parameter_are_documented(
 ) -> None:
     schemes = document["components"]["securitySchemes"]
     assert any(s["type"] == "http" and s["scheme"] == "bearer" for s in schemes.values())
-    for item in document["paths"].values():
+    for path, item in document["paths"].items():
         for spec in item.values():
             assert spec["security"], spec["operationId"]
-            (param,) = spec["parameters"]
-            assert (param["name"], param["in"], param["required"]) == ("tenant_id", "query", False)
+            params = {p["name"]: p for p in spec["parameters"]}
+            param = params.pop("tenant_id")
+            assert (param["in"], param["required"]) == ("query", False)
+            # The audit trail also takes `limit`; nothing else takes anything.
+            assert set(params) == ({"limit"} if path == AUDIT_PATH else set())
 
 
 def test_the_request_body_forbids_unknown_fields(document: dict[str, Any]) -> None:

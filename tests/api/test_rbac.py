@@ -111,6 +111,8 @@ def _call(action: ApiAction, domain: str) -> Call:
         return Call("POST", "", {"domain": domain})
     if action is A.REFRESH:
         return Call("POST", "/refresh", None)
+    if action is A.AUDIT:
+        return Call("GET", "/audit", None)
     return Call("DELETE", "", None)
 
 

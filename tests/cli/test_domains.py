@@ -12,6 +12,7 @@ import pytest
 from cli.exit_codes import ExitCode
 from cli.main import main
 from core.hostnames import REASON_CODES
+from core.status import DomainStatus
 from db import migrate
 from db.service import DomainService
 from db.session import make_engine, make_session_factory
@@ -218,10 +219,20 @@ def test_operator_actions_are_audited_as_the_unix_user_or_the_given_actor(
     assert audit_actors(migrated, ALICE) == ["operator:alice", "ticket:OPS-42"]
 
 
-def test_a_hostname_claimed_by_another_tenant_exits_1(
+def test_a_hostname_held_by_another_tenant_exits_1(
     migrated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, "domains", "request", "--tenant", ALICE, "--domain", "portal.acme.com")
+    # Alice's DNS is verified: only now does she hold the hostname.
+    service = DomainService(
+        make_session_factory(make_engine(f"sqlite:///{migrated}")),
+        base_domain="portal.algapsa.com",
+    )
+    for old, new in (
+        (DomainStatus.PENDING_DNS, DomainStatus.VERIFYING_DNS),
+        (DomainStatus.VERIFYING_DNS, DomainStatus.PENDING_CERTIFICATE),
+    ):
+        service.record_status(UUID(ALICE), expected_status=old, new_status=new, message="x")
     code, out, err = run(
         capsys, "domains", "request", "--tenant", BOB, "--domain", "portal.acme.com", "--json"
     )
@@ -287,3 +298,41 @@ def test_list_rejects_an_unknown_status(migrated: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as caught:
         main(["domains", "list", "--status", "exploded"])
     assert caught.value.code == 2
+
+
+def test_audit_shows_every_change_and_refusal_newest_first(
+    migrated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "domains", "request", "--tenant", ALICE, "--domain", "portal.acme.com")
+    run(capsys, "domains", "disable", "--tenant", ALICE)
+    run(capsys, "domains", "refresh", "--tenant", ALICE)  # refused: disabled
+    code, entries = run_json(capsys, "domains", "audit", "--tenant", ALICE)
+    assert code == 0
+    assert [(e["action"], e["outcome"]) for e in entries] == [
+        ("refresh", "rejected"),
+        ("disable", "ok"),
+        ("request", "ok"),
+    ]
+    assert entries[1]["status_after"] == "disabled"
+    code, latest = run_json(capsys, "domains", "audit", "--tenant", ALICE, "--limit", "1")
+    assert [e["action"] for e in latest] == ["refresh"]
+    code, out, _ = run(capsys, "domains", "audit", "--tenant", ALICE)
+    assert code == 0
+    assert "pending_dns -> disabled" in out
+
+
+def test_purge_and_expire_from_the_command_line(
+    migrated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "domains", "request", "--tenant", ALICE, "--domain", "portal.acme.com")
+    code, out, err = run(capsys, "domains", "purge", "--tenant", ALICE)
+    assert code == 4  # refused: not disabled
+    assert_one_error_line(err, "domain_not_disabled")
+    # An unverified claim: expiring everything older than a millisecond disables it.
+    code, expired = run_json(capsys, "domains", "expire", "--older-than-hours", "0.0000003")
+    assert expired == {"expired": [ALICE]}
+    code, _, err = run(capsys, "domains", "purge", "--tenant", ALICE)
+    assert code == 0, err
+    code, _, err = run(capsys, "domains", "status", "--tenant", ALICE)
+    assert code == 1
+    assert_one_error_line(err, "domain_not_found")

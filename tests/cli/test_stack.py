@@ -66,7 +66,7 @@ def test_preview_then_reconcile_commits_once_and_is_idempotent(
     preview = _json(capsys)
     assert preview["counts"] == {"create": 6, "update": 0, "replace": 0, "delete": 0}
 
-    assert main(["reconcile", "--env", "staging", "--json", "--quiet"]) == 0
+    assert main(["reconcile", "--env", "staging", "--local", "--json", "--quiet"]) == 0
     first = _json(capsys)
     assert first["commit"]
     assert len(first["changed_files"]) == 3  # type: ignore[arg-type]  # + cluster-issuer
@@ -79,7 +79,7 @@ def test_preview_then_reconcile_commits_once_and_is_idempotent(
     files = sorted(name.removesuffix(".yaml") for name in first["changed_files"])  # type: ignore[attr-defined]
     assert log.stdout.splitlines()[0] == f"chore(portal-domains): sync {', '.join(files)}"
 
-    assert main(["reconcile", "--env", "staging", "--json", "--quiet"]) == 0
+    assert main(["reconcile", "--env", "staging", "--local", "--json", "--quiet"]) == 0
     second = _json(capsys)
     assert second["commit"] is None
     assert second["counts"] == {"create": 0, "update": 0, "replace": 0, "delete": 0}
@@ -152,3 +152,15 @@ def test_pulumi_preview_from_the_repo_root_reads_the_same_database_and_config(
     assert "2 domain row(s) loaded from the database" in result.stdout
     assert "11 to create" in result.stdout  # stack, provider, issuer, 2 components, 6 objects
     assert "portal-domains@v" in result.stdout  # the policy pack ran
+
+
+def test_reconcile_goes_through_temporal_and_says_how_to_run_without_it(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTAL_DOMAINS_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    assert main(["reconcile", "--env", "staging"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot reach Temporal at 127.0.0.1:1" in err
+    assert "--local" in err
+    assert main(["reconcile", "--env", "staging", "--recover"]) == 2
+    assert "--recover applies to --local" in capsys.readouterr().err

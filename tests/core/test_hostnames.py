@@ -266,3 +266,16 @@ def test_arbitrary_text_is_either_accepted_as_ldh_or_rejected_with_a_known_code(
         code = None
         assert LDH_HOST.fullmatch(host)
     assert code is None or code in REASON_CODES
+
+
+@pytest.mark.parametrize(
+    "ignorable",
+    # Default_Ignorable_Code_Point beyond category Cf: IDNA drops these silently, so
+    # `port\u034fal.acme.com` would quietly become portal.acme.com.
+    ["\u034f", "\ufe0f", "\u180b", "\U000e0100", "\u3164", "\u115f", "\U000e0041"],
+)
+def test_every_default_ignorable_code_point_is_refused(ignorable: str) -> None:
+    with pytest.raises(HostnameError) as refused:
+        normalize(f"port{ignorable}al.acme.com")
+    assert refused.value.code == "invalid_characters"
+    assert f"U+{ord(ignorable):04X}" in str(refused.value)

@@ -14,10 +14,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.status import DomainStatus
 from db import migrate
-from db.models import AUDIT_OUTCOMES, Base
+from db.models import AUDIT_OUTCOMES, HOLDING_STATUSES, Base
 from db.session import make_engine
 
 TABLES = {"portal_domains", "portal_domain_audit"}
+FIRST_REVISION = "5c1f0e7a9d21"
+HELD_INDEX_REVISION = "f5e6033408c5"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -39,22 +41,41 @@ def _tables(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
 
 
-def _insert_domain(conn: sa.Connection, *, domain: str, prefix: str) -> None:
+def _insert_domain(
+    conn: sa.Connection,
+    *,
+    domain: str,
+    prefix: str,
+    status: str = "pending_dns",
+    host: str | None = None,
+) -> None:
     conn.execute(
         sa.text(
             "INSERT INTO portal_domains (id, tenant_id, domain, canonical_prefix, canonical_host,"
             " status, certificate_secret_name) VALUES (:id, :tenant, :domain, :prefix, :host,"
-            " 'pending_dns', :secret)"
+            " :status, :secret)"
         ),
         {
             "id": _uuid_param(conn),
             "tenant": _uuid_param(conn),
             "domain": domain,
             "prefix": prefix,
-            "host": f"{prefix}.portal.algapsa.com",
+            "host": host or f"{prefix}.portal.algapsa.com",
+            "status": status,
             "secret": f"portal-domain-{prefix}-tls",
         },
     )
+
+
+def _domains(engine: sa.Engine) -> list[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT canonical_prefix, domain, status FROM portal_domains"
+                " ORDER BY canonical_prefix"
+            )
+        ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def _uuid_param(conn: sa.Connection) -> str:
@@ -114,17 +135,116 @@ def test_checking_a_missing_sqlite_database_does_not_create_it(tmp_path: Path) -
     assert not path.exists()
 
 
-def test_hostnames_are_unique_regardless_of_case(database_url: str, engine: sa.Engine) -> None:
+def test_held_hostnames_are_unique_regardless_of_case(database_url: str, engine: sa.Engine) -> None:
     migrate.upgrade(database_url)
     with engine.begin() as conn:
-        _insert_domain(conn, domain="portal.acme.com", prefix="aaaaaaa")
+        _insert_domain(conn, domain="portal.acme.com", prefix="aaaaaaa", status="active")
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        _insert_domain(conn, domain="Portal.ACME.com", prefix="bbbbbbb")
+        _insert_domain(conn, domain="Portal.ACME.com", prefix="bbbbbbb", status="deploying")
     with engine.connect() as conn:
         found = conn.execute(
             sa.text("SELECT canonical_prefix FROM portal_domains WHERE domain = 'PORTAL.acme.COM'")
         ).scalar_one()
     assert found == "aaaaaaa"
+
+
+@pytest.mark.parametrize("status", list(DomainStatus))
+def test_only_rows_in_holding_statuses_are_exclusive(
+    database_url: str, engine: sa.Engine, status: DomainStatus
+) -> None:
+    # The migration spells the statuses out; they must be db.models.HOLDING_STATUSES.
+    migrate.upgrade(database_url)
+    with engine.begin() as conn:
+        _insert_domain(conn, domain="portal.acme.com", prefix="aaaaaaa", status="active")
+        _insert_domain(conn, domain="portal.bob.com", prefix="bbbbbbb", status=status.value)
+    if status in HOLDING_STATUSES:
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            _insert_domain(conn, domain="Portal.Acme.com", prefix="ccccccc", status=status.value)
+        return
+    with engine.begin() as conn:
+        _insert_domain(conn, domain="Portal.Acme.com", prefix="ccccccc", status=status.value)
+        _insert_domain(conn, domain="PORTAL.ACME.COM", prefix="ddddddd", status=status.value)
+    assert len(_domains(engine)) == 4
+
+
+def test_the_index_refuses_a_second_holder_written_by_update(
+    database_url: str, engine: sa.Engine
+) -> None:
+    migrate.upgrade(database_url)
+    with engine.begin() as conn:
+        _insert_domain(conn, domain="portal.acme.com", prefix="aaaaaaa", status="pending_dns")
+        _insert_domain(conn, domain="portal.acme.com", prefix="bbbbbbb", status="verifying_dns")
+        conn.execute(
+            sa.text(
+                "UPDATE portal_domains SET status = 'pending_certificate'"
+                " WHERE canonical_prefix = 'aaaaaaa'"
+            )
+        )
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE portal_domains SET status = 'pending_certificate',"
+                " domain = 'PORTAL.acme.com' WHERE canonical_prefix = 'bbbbbbb'"
+            )
+        )
+    assert _domains(engine) == [
+        ("aaaaaaa", "portal.acme.com", "pending_certificate"),
+        ("bbbbbbb", "portal.acme.com", "verifying_dns"),
+    ]
+
+
+def test_canonical_hosts_stay_unique_regardless_of_case(
+    database_url: str, engine: sa.Engine
+) -> None:
+    # On SQLite the held-hostname migration copies the table: COLLATE NOCASE must survive.
+    migrate.upgrade(database_url)
+    with engine.begin() as conn:
+        _insert_domain(
+            conn, domain="portal.acme.com", prefix="aaaaaaa", host="x.portal.algapsa.com"
+        )
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        _insert_domain(conn, domain="portal.bob.com", prefix="bbbbbbb", host="X.Portal.algapsa.com")
+
+
+def test_upgrading_to_held_hostnames_keeps_the_rows(database_url: str, engine: sa.Engine) -> None:
+    migrate.upgrade(database_url, FIRST_REVISION)
+    with engine.begin() as conn:
+        _insert_domain(conn, domain="portal.acme.com", prefix="aaaaaaa", status="active")
+        _insert_domain(conn, domain="portal.bob.com", prefix="bbbbbbb", status="disabled")
+    before = _domains(engine)
+
+    migrate.upgrade(database_url)
+
+    assert migrate.schema_state(database_url).current == HELD_INDEX_REVISION
+    assert _domains(engine) == before
+    with engine.begin() as conn:  # the disabled row no longer blocks its hostname
+        _insert_domain(conn, domain="portal.bob.com", prefix="ccccccc", status="active")
+
+
+def test_downgrade_refuses_while_a_hostname_is_shared_and_changes_nothing(
+    database_url: str, engine: sa.Engine
+) -> None:
+    migrate.upgrade(database_url)
+    with engine.begin() as conn:
+        _insert_domain(conn, domain="portal.acme.com", prefix="aaaaaaa", status="active")
+        _insert_domain(conn, domain="PORTAL.acme.com", prefix="bbbbbbb", status="pending_dns")
+
+    with pytest.raises(RuntimeError, match=r"1 hostname\(s\) are claimed by more than one"):
+        migrate.downgrade(database_url, FIRST_REVISION)
+
+    assert migrate.schema_state(database_url).current == HELD_INDEX_REVISION
+    assert len(_domains(engine)) == 2
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # the new index is still there
+        _insert_domain(conn, domain="portal.acme.com", prefix="ccccccc", status="deploying")
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM portal_domains WHERE canonical_prefix = 'bbbbbbb'"))
+    migrate.downgrade(database_url, FIRST_REVISION)
+    assert migrate.schema_state(database_url).current == FIRST_REVISION
+    assert _domains(engine) == [("aaaaaaa", "portal.acme.com", "active")]
+    # The old rule is back: any second row with the hostname, in any case, is refused.
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        _insert_domain(conn, domain="Portal.Acme.com", prefix="ddddddd", status="disabled")
 
 
 def test_unknown_status_values_are_refused(database_url: str, engine: sa.Engine) -> None:

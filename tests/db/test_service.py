@@ -169,7 +169,8 @@ def test_a_new_hostname_replaces_the_old_one_and_keeps_the_canonical_names(
 def test_a_hostname_held_by_another_tenant_is_refused_and_audited(
     service: DomainService, changes: list[DomainChange]
 ) -> None:
-    service.request(ALICE, "portal.acme.com", OPERATOR)
+    alice = service.request(ALICE, "portal.acme.com", OPERATOR)
+    _walk(service, ALICE, S.VERIFYING_DNS, S.PENDING_CERTIFICATE)  # verified: Alice holds it
     changes.clear()
 
     with pytest.raises(DomainAlreadyClaimed) as caught:
@@ -177,6 +178,7 @@ def test_a_hostname_held_by_another_tenant_is_refused_and_audited(
 
     assert caught.value.code == "domain_already_claimed"
     assert str(ALICE) not in caught.value.message
+    assert alice.canonical_prefix not in caught.value.message
     assert changes == []
     with pytest.raises(DomainNotFound):
         service.get(BOB)
@@ -188,6 +190,7 @@ def test_a_row_written_in_another_case_still_blocks_the_hostname(
     service: DomainService, engine: sa.Engine
 ) -> None:
     service.request(ALICE, "portal.acme.com", OPERATOR)
+    _walk(service, ALICE, S.VERIFYING_DNS, S.PENDING_CERTIFICATE)
     with engine.begin() as conn:  # some other writer, bypassing normalisation
         conn.execute(sa.text("UPDATE portal_domains SET domain = 'Portal.ACME.com'"))
 
@@ -294,13 +297,13 @@ def test_disable_is_allowed_from_any_status_and_is_idempotent(
         service.disable(BOB, OPERATOR)
 
 
-def test_a_disabled_domain_keeps_its_claim_and_a_new_request_re_enables_it(
+def test_a_disabled_domain_releases_its_hostname_and_a_new_request_re_enables_it(
     service: DomainService,
 ) -> None:
     service.request(ALICE, "portal.acme.com", OPERATOR)
+    _walk(service, ALICE, S.VERIFYING_DNS, S.PENDING_CERTIFICATE)
     service.disable(ALICE, OPERATOR)
-    with pytest.raises(DomainAlreadyClaimed):
-        service.request(BOB, "portal.acme.com", OPERATOR)
+    assert service.request(BOB, "portal.acme.com", OPERATOR).status is S.PENDING_DNS
 
     view = service.request(ALICE, "portal.acme.com", OPERATOR)
 
@@ -593,3 +596,28 @@ def test_with_dns01_delegation_the_first_message_names_both_records(engine: sa.E
 def test_without_delegation_the_first_message_names_one_record(service: DomainService) -> None:
     view = service.request(ALICE, "portal.acme.com", OPERATOR)
     assert "_acme-challenge" not in (view.status_message or "")
+
+
+def test_a_disable_is_a_removal_request_until_a_reconcile_shows_the_objects_gone(
+    service: DomainService,
+) -> None:
+    view = service.request(ALICE, "portal.acme.com", OPERATOR)
+    _walk(service, ALICE, DomainStatus.VERIFYING_DNS, DomainStatus.PENDING_CERTIFICATE)
+    disabled = service.disable(ALICE, OPERATOR)
+    assert disabled.verification_details["removal"] == "requested"
+    assert (disabled.status_message or "").startswith("Removal requested by operator:test")
+
+    # The stack still holds it (e.g. a held deletion): still only requested.
+    assert service.record_removals({view.canonical_prefix}, environment="prod", commit=None) == []
+    assert service.get(ALICE).verification_details["removal"] == "requested"
+
+    removed = service.record_removals(set(), environment="prod", commit="0123456789abcdef")
+    assert removed == [ALICE]
+    after = service.get(ALICE)
+    assert after.status is DomainStatus.DISABLED
+    assert after.verification_details["removal"] == "removed"
+    assert (after.status_message or "").startswith("Removed: portal.acme.com is no longer served")
+    assert "0123456789ab" in (after.status_message or "")
+    # Idempotent: a later reconcile writes nothing more.
+    assert service.record_removals(set(), environment="prod", commit=None) == []
+    assert ("record_status", "ok") in _audit_summary(service, ALICE)

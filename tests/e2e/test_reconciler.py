@@ -14,14 +14,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from core.status import DomainStatus as S
+from db.service import DomainView
 from reconciler import payloads as p
-from tests.support.harness import reconciler_harness
+from reconciler.wiring import domain_service
+from reconciler.worker import resume_registrations
+from tests.support.harness import Harness, reconciler_harness
 from tests.support.regen import may_rewrite
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.postgres, pytest.mark.temporal]
@@ -73,6 +77,9 @@ def test_a_requested_domain_goes_active_then_removal_prunes_it_everywhere(
             await h.wait_status(view.tenant_id, {S.DISABLED})
             await h.wait_remote(lambda f: f == {})
             assert await handle.result() == "disabled"
+            # "Removed", not only "removal requested", once the objects are gone.
+            removed = await wait_removed(h, view.tenant_id)
+            assert (removed.status_message or "").startswith("Removed: portal.acme.com")
             stack = h.runtime.deps.stack_for("staging")
             assert await asyncio.to_thread(stack.stack_tenants) == []
 
@@ -236,5 +243,156 @@ def test_a_worker_killed_during_pulumi_up_is_recovered_by_the_next_worker(
             # The kill came while the lock file existed: the retry must say it released it.
             assert "recovered the stack" in log, log
             assert "released the stale lock of a crashed update" in log, log
+
+    asyncio.run(scenario())
+
+
+def test_in_prod_a_removed_domain_is_pruned_and_the_next_tenant_still_deploys(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    # Prod's deletion budget (mandatory, 20 %) once refused this removal (1 of 1 tenants)
+    # and then every later reconcile of the environment.
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path,
+            database_url=postgres_url,
+            temporal_address=temporal_address,
+            extra_env={"PORTAL_DOMAINS_ENVIRONMENT": "prod"},
+        ) as h:
+            assert h.manifest_root == "alga-psa/portal-domains"
+            first = h.request("portal.acme.com")
+            await h.wait_status(first.tenant_id, {S.ACTIVE})
+            assert list(h.remote_files()) == [f"{first.canonical_prefix}.yaml"]
+            await asyncio.to_thread(h.service.disable, first.tenant_id, "operator:test")
+            await h.wait_remote(lambda f: f == {})
+            stack = h.runtime.deps.stack_for("prod")
+            assert await asyncio.to_thread(stack.stack_tenants) == []
+
+            second = h.request("clients.globex.io")
+            await h.wait_status(second.tenant_id, {S.ACTIVE})
+            assert list(h.remote_files()) == [f"{second.canonical_prefix}.yaml"]
+
+    asyncio.run(scenario())
+
+
+def test_a_removal_over_the_deletion_cap_is_held_with_a_status_until_an_operator_confirms(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.staging.yaml").write_text("config:\n  portal-domains:deletionCap: '0'\n")
+
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path,
+            database_url=postgres_url,
+            temporal_address=temporal_address,
+            extra_env={"PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stacks)},
+        ) as h:
+            view = h.request("portal.acme.com")
+            await h.wait_status(view.tenant_id, {S.ACTIVE})
+            await asyncio.to_thread(h.service.disable, view.tenant_id, "operator:test")
+            deadline = time.monotonic() + 120
+            while "an operator must confirm" not in (
+                (await asyncio.to_thread(h.service.get, view.tenant_id)).status_message or ""
+            ):
+                assert time.monotonic() < deadline, "the removal was never reported as held"
+                await asyncio.sleep(0.3)
+            # Held: still in the stack and in nm-kube-config.
+            assert list(h.remote_files()) == [f"{view.canonical_prefix}.yaml"]
+            # Another tenant's domain still deploys meanwhile.
+            other = h.request("clients.globex.io")
+            await h.wait_status(other.tenant_id, {S.ACTIVE})
+
+            # The operator confirms, through the environment workflow the worker runs.
+            exe = str(Path(sys.executable).with_name("portal-domains"))
+            confirmed = await asyncio.to_thread(
+                subprocess.run,
+                [exe, "reconcile", "--env", "staging", "--yes", "--json", "--timeout", "120"],
+                env={**os.environ, **h.env},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert confirmed.returncode == 0, confirmed.stderr
+            outcome = json.loads(confirmed.stdout)
+            assert outcome["ok"] is True
+            assert outcome["deleted"] == 3
+            assert outcome["held_tenants"] == []
+            files = await h.wait_remote(lambda f: f"{view.canonical_prefix}.yaml" not in f)
+            assert list(files) == [f"{other.canonical_prefix}.yaml"]
+
+    asyncio.run(scenario())
+
+
+async def wait_removed(h: Harness, tenant: uuid.UUID, timeout: float = 60) -> DomainView:
+    deadline = time.monotonic() + timeout
+    while True:
+        view = await asyncio.to_thread(h.service.get, tenant)
+        if view.verification_details.get("removal") == "removed":
+            return view
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never removed: {view.status} {view.status_message}")
+        await asyncio.sleep(0.3)
+
+
+def test_a_removal_requested_while_temporal_was_down_is_carried_out_when_the_worker_starts(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path, database_url=postgres_url, temporal_address=temporal_address
+        ) as h:
+            view = h.request("portal.acme.com")
+            await h.wait_status(view.tenant_id, {S.ACTIVE})
+            # No workflow left and no way to reach Temporal: the row changes, nothing else.
+            handle = h.runtime.client.get_workflow_handle(
+                p.registration_workflow_id(str(view.tenant_id))
+            )
+            await handle.terminate("simulating an outage")
+            offline = domain_service(h.settings)  # no hook: Temporal is "down"
+            await asyncio.to_thread(offline.disable, view.tenant_id, "operator:test")
+            requested = await asyncio.to_thread(h.service.get, view.tenant_id)
+            assert requested.verification_details["removal"] == "requested"
+            assert list(h.remote_files()) == [f"{view.canonical_prefix}.yaml"]
+
+            # What the worker does when it starts.
+            assert await resume_registrations(h.runtime) == 1
+            await h.wait_remote(lambda f: f == {})
+            await wait_removed(h, view.tenant_id)
+            stack = h.runtime.deps.stack_for("staging")
+            assert await asyncio.to_thread(stack.stack_tenants) == []
+            # Once removed, a restart starts nothing for it.
+            assert await resume_registrations(h.runtime) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_reconcile_sends_the_failure_event(
+    tmp_path: Path, postgres_url: str, temporal_address: str
+) -> None:
+    async def scenario() -> None:
+        async with reconciler_harness(
+            tmp_path,
+            database_url=postgres_url,
+            temporal_address=temporal_address,
+            # nm-kube-config cannot be reached: every publish fails.
+            extra_env={"PORTAL_DOMAINS_GITOPS_REMOTE": str(tmp_path / "missing.git")},
+        ) as h:
+            view = h.request("portal.acme.com")
+            deadline = time.monotonic() + 120
+            while True:
+                h.analytics.flush()
+                failures = [
+                    e for e in h.capture.events() if e["event"] == "portal_domain.reconcile_failed"
+                ]
+                if failures:
+                    break
+                assert time.monotonic() < deadline, "no reconcile_failed event"
+                await asyncio.sleep(0.5)
+            assert failures[0]["properties"]["env"] == "staging"
+            assert failures[0]["properties"]["code"]
+            current = await asyncio.to_thread(h.service.get, view.tenant_id)
+            assert current.status is S.PENDING_CERTIFICATE
 
     asyncio.run(scenario())

@@ -178,6 +178,7 @@ class Case:
     render: StackConfig = STAGING  # what the manifests are rendered with
     pack: StackConfig | str | None = STAGING  # policy config (None: no config file at all)
     tenants_before: Sequence[str] | None = None
+    tenants_excused: Sequence[str] = ()
     fires: Mapping[str, str] = field(default_factory=dict)  # rule -> enforcement level
     hints: Sequence[str] = ()  # fix text the output must contain
     engine: bool = True  # also run through the real engine
@@ -198,7 +199,9 @@ class Case:
             path = s.committed_config_path(self.render.environment)
             loaded: dict[str, dict[str, Any]] = json.loads(path.read_text())
             return loaded
-        return s.policy_pack_config(self.pack, tenants_before=self.tenants_before)
+        return s.policy_pack_config(
+            self.pack, tenants_before=self.tenants_before, tenants_excused=self.tenants_excused
+        )
 
 
 M = "mandatory"
@@ -584,6 +587,24 @@ CASES: list[Case] = [
         fires={s.DELETION_BUDGET: M},
         hints=["more than maxDeletePercent=20%", "deletionBudgetPercent in Pulumi.<env>.yaml"],
     ),
+    Case(
+        # One of four tenants disabled its domain: the database explains the removal,
+        # so prod's 20 % budget is not spent on it (it used to stall every reconcile).
+        id="a-removal-the-database-explains-passes-prod",
+        render=PROD,
+        pack=PROD,
+        tenants_before=[*SLUGS, "0a1b2c3"],
+        tenants_excused=["0a1b2c3"],
+    ),
+    Case(
+        id="excused-removals-do-not-hide-unexplained-ones",
+        render=PROD,
+        pack=PROD,
+        tenants_before=[*SLUGS, "0a1b2c3", "0a1b2c4", "0a1b2c5"],
+        tenants_excused=["0a1b2c3"],
+        fires={s.DELETION_BUDGET: M},
+        hints=["removes 2 of the 6 tenants", "0a1b2c4, 0a1b2c5"],
+    ),
 ]
 
 
@@ -830,7 +851,10 @@ def preview_with_pack(penv: PulumiEnvironment, case: Case, tmp_path: Path) -> En
         flags += ["--policy-pack-config", str(s.committed_config_path(case.render.environment))]
     elif case.pack is not None:
         path = s.write_policy_pack_config(
-            case.pack, tmp_path / "policy-config.json", tenants_before=case.tenants_before
+            case.pack,
+            tmp_path / "policy-config.json",
+            tenants_before=case.tenants_before,
+            tenants_excused=case.tenants_excused,
         )
         flags += ["--policy-pack-config", str(path)]
     exe = penv.toolchain.executable("pulumi")

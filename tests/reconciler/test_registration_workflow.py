@@ -241,6 +241,20 @@ def test_a_reconcile_that_fails_permanently_keeps_the_domain_waiting_with_the_re
     drive(temporal_address, tenant, scenario, record_as="registration-reconcile-failed")
     assert tenant.status is S.PENDING_CERTIFICATE
     assert "policy certificate-in-gateway-namespace: mandatory" in tenant.message
+    assert "portal_domain.deploy_failed" in tenant.events
+
+
+def test_https_that_never_answers_sends_the_failure_event_and_keeps_retrying(
+    temporal_address: str,
+) -> None:
+    tenant = Tenant(https_ok=False)
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_for(lambda t: "does not answer yet" in t.message, "the retry message")
+
+    drive(temporal_address, tenant, scenario)
+    assert tenant.status is S.DEPLOYING
+    assert "portal_domain.https_failed" in tenant.events
 
 
 # ------------------------------------------------------------------ remove and refresh

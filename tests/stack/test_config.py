@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -199,3 +200,25 @@ def test_the_rfc2136_server_may_be_an_address_or_a_hostname_with_an_optional_por
 
 def test_http01_is_the_default_solver_and_needs_no_dns01_keys() -> None:
     assert parse_stack_config({}, environment="prod").acme_solver == "http01"
+
+
+def test_review_mode_publishes_to_the_environments_own_branch(tmp_path: Path) -> None:
+    assert parse_stack_config({}, environment="prod").gitops_review_branch is None
+    config = parse_stack_config({"gitopsReview": "true"}, environment="prod")
+    assert config.gitops_review_branch == "portal-domains/prod"
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config({"gitopsReview": "sometimes"}, environment="prod")
+    assert err.value.key == "gitopsReview"
+
+    # The worker's nm-kube-config publisher follows the stack file.
+    from core.settings import Settings
+    from reconciler.wiring import gitops_repo
+
+    (tmp_path / "Pulumi.prod.yaml").write_text("config:\n  portal-domains:gitopsReview: 'true'\n")
+    settings = Settings.from_env(
+        {
+            "PORTAL_DOMAINS_HOME": str(tmp_path / "home"),
+            "PORTAL_DOMAINS_STACK_CONFIG_DIR": str(tmp_path),
+        }
+    )
+    assert gitops_repo(settings, "prod").settings.review_branch == "portal-domains/prod"

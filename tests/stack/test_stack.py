@@ -16,7 +16,13 @@ from adapters.manifest_files import HEADER_PREFIX, sync_directory
 from core.config import StackConfig, parse_stack_config
 from core.records import DomainRecord
 from core.status import DomainStatus
-from stack.automation import EnvironmentStack, RefusedRun, StackOperationError
+from stack.automation import (
+    EnvironmentStack,
+    PolicyViolationsError,
+    RefusedRun,
+    StackOperationError,
+)
+from stack.config import load_stack_config
 from stack.export import HEADER, render_files
 from stack.toolchain import pulumi_environment
 
@@ -195,3 +201,92 @@ def test_recover_on_a_healthy_stack_reports_nothing(work_dir: Path) -> None:
 
 def test_exported_files_carry_the_header_that_marks_them_as_ours() -> None:
     assert HEADER.format(env="prod").startswith(HEADER_PREFIX)
+
+
+# ------------------------------------------------------------ prod guards that never stall
+
+FOURTH = DomainRecord(
+    tenant_id="44444444-dddd-4ddd-8ddd-000000000004",
+    prefix="4444444",
+    domain="portal.umbrella.net",
+    canonical_host="4444444.portal.algapsa.com",
+    certificate_secret_name="portal-domain-4444444-tls",
+    status=DomainStatus.ACTIVE,
+)
+FIFTH = dataclasses.replace(
+    FOURTH,
+    tenant_id="55555555-eeee-4eee-8eee-000000000005",
+    prefix="5555555",
+    domain="portal.hooli.xyz",
+    canonical_host="5555555.portal.algapsa.com",
+    certificate_secret_name="portal-domain-5555555-tls",
+)
+
+
+def prod() -> StackConfig:
+    return load_stack_config("prod")
+
+
+def test_in_prod_one_of_four_tenants_disabling_its_domain_is_pruned(work_dir: Path) -> None:
+    # prod: deletion-budget mandatory at 20 %; one of four is 25 %, but the row says why.
+    stack = make_stack(work_dir, prod())
+    stack.up([*records(), FOURTH])
+    disabled = dataclasses.replace(FOURTH, status=DomainStatus.DISABLED)
+    summary = stack.up([*records(), disabled])
+    assert summary.counts["delete"] == 3
+    assert stack.stack_tenants() == ["1111111", "2222222", "3333333"]
+    # ... and the next reconcile is not stuck on it.
+    assert not stack.up([*records(), disabled]).has_changes
+
+
+def test_in_prod_unexplained_removals_are_held_and_a_new_tenant_still_deploys(
+    work_dir: Path,
+) -> None:
+    stack = make_stack(work_dir, prod())
+    stack.up([*records(), FOURTH])
+    # Two tenants vanish from the input with no row saying why (50 %, over the budget),
+    # while a new tenant arrives.
+    rows = [*records()[:2], FIFTH]
+    with pytest.raises(PolicyViolationsError):
+        stack.up(rows)
+    summary = stack.up(rows, hold_refused=True)
+    assert summary.held_tenants == ["3333333", "4444444"]
+    assert summary.held_reason is not None
+    assert "deletion-budget" in summary.held_reason
+    assert summary.counts == {"create": 3, "update": 0, "replace": 0, "delete": 0}
+    assert stack.stack_tenants() == ["1111111", "2222222", "3333333", "4444444", "5555555"]
+    # The plan (`portal-domains preview`) says what the worker would hold, and why.
+    plan = stack.plan(rows)
+    assert plan.held_tenants == ["3333333", "4444444"]
+    assert plan.held_reason is not None
+    assert "deletion-budget" in plan.held_reason
+    assert plan.deleted_tenants == []
+    assert plan.counts["delete"] == 0
+
+
+def test_deletions_over_the_cap_are_held_until_confirmed(work_dir: Path) -> None:
+    config = parse_stack_config({"deletionCap": "1"}, environment="staging")
+    stack = make_stack(work_dir, config)
+    stack.up(records())
+    rows = [*records(DomainStatus.DISABLED)[1:], records()[0], FOURTH]
+    summary = stack.up(rows, hold_refused=True)
+    assert summary.held_tenants == ["2222222", "3333333"]
+    assert summary.held_reason is not None
+    assert "deletionCap=1" in summary.held_reason
+    assert summary.counts["create"] == 3
+    assert stack.stack_tenants() == ["1111111", "2222222", "3333333", "4444444"]
+    confirmed = stack.up(rows, confirm_deletions=True)
+    assert confirmed.counts["delete"] == 6
+    assert confirmed.held_tenants == []
+    assert stack.stack_tenants() == ["1111111", "4444444"]
+
+
+def test_a_run_with_only_refused_deletions_holds_them_and_changes_nothing(
+    work_dir: Path,
+) -> None:
+    stack = make_stack(work_dir)
+    stack.up(records())
+    summary = stack.up([], hold_refused=True)
+    assert summary.held_tenants == ["1111111", "2222222", "3333333"]
+    assert not summary.has_changes
+    assert stack.stack_tenants() == ["1111111", "2222222", "3333333"]

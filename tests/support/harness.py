@@ -30,7 +30,7 @@ from temporalio.service import RPCError
 from adapters.dns import DnsSettings
 from adapters.gitops import ensure_bare_remote
 from adapters.telemetry import Analytics, setup_tracing
-from core.settings import Settings
+from core.settings import REPO_ROOT, Settings
 from core.status import DomainStatus
 from db import migrate
 from db.service import DomainService, DomainView
@@ -46,7 +46,6 @@ from stack.config import load_stack_config
 from tests.support.capture_server import CaptureServer
 from tests.support.timings import TEST_TIMINGS_SETTING
 
-MANIFEST_ROOT = load_stack_config("staging").manifest_root
 ISSUER_FILE = f"{ISSUER_SLUG}.yaml"
 
 
@@ -81,6 +80,8 @@ class Harness:
     analytics: Analytics
     runtime: Runtime
     remote: str
+    environment: str = "staging"
+    manifest_root: str = load_stack_config("staging").manifest_root
 
     def request(
         self, domain: str, *, cname_ok: bool = True, tenant: uuid.UUID | None = None
@@ -104,7 +105,7 @@ class Harness:
         ).query("stage")
         try:
             env = await self.runtime.client.get_workflow_handle(
-                p.reconcile_workflow_id("staging")
+                p.reconcile_workflow_id(self.environment)
             ).query("status")
         except RPCError as err:
             env = str(err)
@@ -115,8 +116,9 @@ class Harness:
         )
 
     def all_remote_files(self) -> dict[str, str]:
-        names = _git(self.remote, "ls-tree", "--name-only", f"main:{MANIFEST_ROOT}").split()
-        return {n: _git(self.remote, "show", f"main:{MANIFEST_ROOT}/{n}") for n in names}
+        root = self.manifest_root
+        names = _git(self.remote, "ls-tree", "--name-only", f"main:{root}").split()
+        return {n: _git(self.remote, "show", f"main:{root}/{n}") for n in names}
 
     def remote_files(self) -> dict[str, str]:
         """The tenants' files (the ClusterIssuer's aside: see issuer_file)."""
@@ -211,6 +213,9 @@ async def reconciler_harness(
     # earlier test on its task queue must not swallow this test's requests.
     namespace = await create_namespace(temporal_address)
     remote = ensure_bare_remote(tmp / "nm-kube-config.git")
+    environment = (extra_env or {}).get("PORTAL_DOMAINS_ENVIRONMENT", "staging")
+    stack_dir = real.stack_config_dir if real else REPO_ROOT
+    manifest_root = load_stack_config(environment, root=stack_dir).manifest_root
     ca = TestCertificateAuthority(tmp / "ca")
     with (
         LocalDnsServer() as local_dns,
@@ -221,7 +226,7 @@ async def reconciler_harness(
         if real is None:
             standins.enter_context(
                 CertManagerSimulator(
-                    remote=remote, manifest_root=MANIFEST_ROOT, tls=tls, interval_seconds=0.2
+                    remote=remote, manifest_root=manifest_root, tls=tls, interval_seconds=0.2
                 )
             )
         dns: TenantDns = real.dns if real else local_dns
@@ -274,6 +279,8 @@ async def reconciler_harness(
             analytics=analytics,
             runtime=runtime,
             remote=remote,
+            environment=environment,
+            manifest_root=manifest_root,
         )
         try:
             if run_worker:
