@@ -53,11 +53,28 @@ _RETRYABLE_PUSH = (
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
+# `scheme://user:token@host`: what a remote URL with credentials looks like.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
 class GitOpsError(PortalDomainsError):
-    """Publishing to the GitOps repository failed; the message says where and why."""
+    """Publishing to the GitOps repository failed; the message says where and why.
+
+    The message never carries the credentials of a remote URL (a token in
+    `https://x-access-token:<token>@host/...`): it travels into activity
+    failures, Temporal history and logs.
+    """
 
     code = "gitops_failed"
     retryable = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class GitPushError(GitOpsError):
@@ -228,7 +245,7 @@ class GitOpsRepo:
     def _remote(self) -> str:
         review = self.settings.review_branch
         target = f"{review} for review against {self.settings.branch}" if review else None
-        return f"{self.settings.remote_url} ({target or self.settings.branch})"
+        return f"{redact(self.settings.remote_url)} ({target or self.settings.branch})"
 
     def _drop_stale_review_branch(self, repo: git.Repo) -> None:
         """Review mode with nothing left to review (merged): the branch goes too."""
@@ -302,7 +319,7 @@ class GitOpsRepo:
             repo.git.update_environment(**self._env)
             origin = repo.remote("origin")
             if origin.url != self.settings.remote_url:
-                logger.info("origin of %s moves to %s", worktree, self.settings.remote_url)
+                logger.info("origin of %s moves to %s", worktree, redact(self.settings.remote_url))
                 origin.set_url(self.settings.remote_url)
             return repo
         return self._clone()

@@ -8,6 +8,8 @@ classes beyond the base.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import AuthError
 from api.models import ErrorDetail, ErrorResponse
 from core.errors import ErrorKind, PortalDomainsError
+from core.text import safe_text
+
+logger = logging.getLogger(__name__)
 
 HTTP_STATUS_BY_CODE: dict[str, int] = {
     "hook_failed": 503,
@@ -57,6 +62,15 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+_UNAVAILABLE_DEFAULT = "a service this call needs is unavailable; try again (reference {reference})"
+_UNAVAILABLE_MESSAGES = {
+    "hook_failed": (
+        "the change is saved, but its processing could not be started; repeat the call "
+        "(reference {reference})"
+    ),
+}
+
+
 def error_response(
     status: int,
     code: str,
@@ -65,7 +79,8 @@ def error_response(
     field: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = ErrorResponse(error=ErrorDetail(code=code, message=message, field=field))
+    # Messages may quote the caller's input: escaped, so the answer can always be encoded.
+    body = ErrorResponse(error=ErrorDetail(code=code, message=safe_text(message), field=field))
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
@@ -91,7 +106,16 @@ def install_error_handlers(app: FastAPI) -> None:
         field = FIELD_BY_CODE.get(exc.code)
         if field is None and exc.kind is ErrorKind.INVALID_INPUT:
             field = "domain"  # hostname reason codes: the only other invalid input in a body
-        return error_response(status, exc.code, exc.message, field=field, headers=headers)
+        message = exc.message
+        if status >= 500:
+            # The detail (Temporal's address or namespace, a driver's text) is for
+            # operators: it goes to the log under a reference the caller can quote.
+            reference = uuid.uuid4().hex[:12]
+            logger.error("%s (reference %s): %s", exc.code, reference, exc.message)
+            message = _UNAVAILABLE_MESSAGES.get(exc.code, _UNAVAILABLE_DEFAULT).format(
+                reference=reference
+            )
+        return error_response(status, exc.code, message, field=field, headers=headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -18,6 +18,7 @@ import yaml
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
+from adapters.gitops import redact
 from adapters.kube_validate import ValidationProblem, validate_manifests
 from adapters.manifest_files import sync_directory
 from cli import output
@@ -398,7 +399,7 @@ def _reconcile_local(args: argparse.Namespace, settings: Settings) -> int:
 
     stack = _stack(args, settings)
     _records(settings)  # schema check with a clear message
-    remote = gitops_remote(settings)
+    remote = redact(gitops_remote(settings))  # printed: never its credentials
     git = gitops_repo(settings, args.env)
     service = domain_service(settings)
     report = _run(

@@ -74,6 +74,7 @@ from core.config import ACME_CHALLENGE_LABEL
 from core.hostnames import HostnameError, normalize_base_domain, normalize_hostname
 from core.records import DomainRecord
 from core.status import DEPLOYABLE, DomainStatus, check_transition
+from core.text import safe_text, safe_value
 from db import repository as repo
 from db.errors import (
     ConcurrentUpdate,
@@ -924,14 +925,16 @@ class DomainService:
         session.add(
             PortalDomainAudit(
                 occurred_at=self._clock(),
-                actor=actor,
+                actor=safe_text(actor),
                 tenant_id=tenant_id,
                 action=action.value,
-                domain=domain,
+                domain=safe_text(domain) if domain is not None else None,
                 status_before=before.value if before is not None else None,
                 status_after=after.value if after is not None else None,
                 outcome=outcome,
-                detail=dict(detail) if detail is not None else None,
+                # Audited input is stored escaped: a NUL or a lone surrogate in a
+                # refused request must not make the audit row unwritable.
+                detail=safe_value(dict(detail)) if detail is not None else None,
             )
         )
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adapters.dns import DnsSettings
-from adapters.gitops import ensure_bare_remote
+from adapters.gitops import ensure_bare_remote, redact
 from adapters.telemetry import Analytics, setup_tracing
 from core.settings import Settings
 from core.status import DomainStatus
@@ -119,7 +119,7 @@ async def run_demo(base: Settings, progress: Progress) -> DemoReport:
             )
             progress(
                 f"dns server: 127.0.0.1:{dns_server.port}; "
-                f"https ingress: 127.0.0.1:{ingress.port}; nm-kube-config: {remote}"
+                f"https ingress: 127.0.0.1:{ingress.port}; nm-kube-config: {redact(remote)}"
             )
             runtime = await demo_runtime(
                 settings,
@@ -199,7 +199,7 @@ def demo_report(
             }
             for v in views
         ],
-        remote=remote,
+        remote=redact(remote),
         manifest_root=manifest_root,
         files=git_lines(remote, "ls-tree", "--name-only", f"main:{manifest_root}"),
         commits=git_lines(remote, "log", "--format=%h %s", "-n", "10", "main"),

@@ -348,11 +348,17 @@ class PortalDomainRegistrationWorkflow:
             )
             if workflow.patched(FAILURE_EVENTS):
                 await self._emit("portal_domain.deploy_failed", snap, reason=why)
+            # The reason (a policy violation, a Git or Pulumi error) is for operators:
+            # the tenant sees a reference they can quote, the detail goes to the row's
+            # details (CLI, audit) and the failure event.
+            reference = request_id.rsplit("/", 1)[-1][:12]
             await self._record(
                 snap,
                 S.PENDING_CERTIFICATE,
                 S.PENDING_CERTIFICATE,
-                f"Deployment is retried automatically: {why}",
+                "Deploying the certificate and routes did not succeed yet; it is retried "
+                f"automatically (reference {reference}).",
+                {"deploy_error": why[:1000], "reference": reference},
             )
             await self._pause(t.failed_retry_interval)
             return

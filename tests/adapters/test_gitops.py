@@ -15,6 +15,7 @@ from adapters.gitops import (
     GitPushError,
     GitSettings,
     ensure_bare_remote,
+    redact,
 )
 from stack.export import HEADER
 
@@ -364,3 +365,38 @@ def test_once_the_review_is_merged_the_review_branch_is_deleted(
 
     assert reviewed.publish(DIRECTORY, files).commit is None
     assert REVIEW not in [h.name for h in git.Repo(remote).heads]
+
+
+# -- credentials never leave ------------------------------------------------------
+
+
+def test_a_failed_publish_never_shows_the_token_in_the_remote_url(tmp_path: Path) -> None:
+    secret = "ghp_S3cr3tT0k3nValue"
+    publisher = GitOpsRepo(
+        GitSettings(
+            remote_url=f"https://x-access-token:{secret}@127.0.0.1:1/nm-kube-config.git",
+            worktree=tmp_path / "work" / "nm-kube-config",
+            command_timeout_seconds=30,
+        )
+    )
+    with pytest.raises(GitOpsError) as failed:
+        publisher.publish(DIRECTORY, {"1111111": tenant_file("1111111")})
+    assert secret not in str(failed.value)
+    assert "https://***@127.0.0.1:1/nm-kube-config.git" in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:tok@host/r.git", "https://***@host/r.git"),
+        (
+            "fatal: unable to access 'https://tok@host/r.git/'",
+            "fatal: unable to access 'https://***@host/r.git/'",
+        ),
+        ("ssh://git@host:22/r.git", "ssh://***@host:22/r.git"),
+        ("/srv/git/nm-kube-config.git", "/srv/git/nm-kube-config.git"),
+        ("git@host:org/r.git", "git@host:org/r.git"),
+    ],
+)
+def test_redact_removes_url_credentials_only(text: str, expected: str) -> None:
+    assert redact(text) == expected

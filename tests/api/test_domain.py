@@ -507,3 +507,64 @@ def test_members_and_other_tenants_cannot_read_the_audit_trail(api: RunningApi, 
             api.domain_url + "/audit", params={"tenant_id": str(tenant)}, headers=headers
         )
     assert response.status_code == 403, response.text
+
+
+# ------------------------------------------------------------ hostile input
+
+
+@pytest.mark.parametrize(
+    ("escaped", "stored"),
+    # JSON escapes: a NUL byte (PostgreSQL text cannot hold it) and a lone surrogate
+    # (not encodable as UTF-8). Both once gave a 500 and no audit row.
+    [("\\u0000", "\\x00"), ("\\ud800", "\\ud800")],
+    ids=["nul", "lone-surrogate"],
+)
+def test_a_nul_or_lone_surrogate_in_the_hostname_is_a_422_and_audited_escaped(
+    api: RunningApi, escaped: str, stored: str
+) -> None:
+    tenant = uuid.uuid4()
+    body = f'{{"domain": "portal{escaped}.acme.com"}}'.encode()
+    with api.client() as client:
+        response = client.post(
+            api.domain_url,
+            content=body,
+            headers={**_admin(api, tenant), "Content-Type": "application/json"},
+        )
+    assert response.status_code == 422, response.text
+    assert error_code(response) in {"invalid_characters", "invalid_idna"}
+    (entry,) = api.audit(tenant)
+    assert entry.outcome == "rejected"
+    assert entry.domain == f"portal{stored}.acme.com"
+
+
+def test_a_503_says_the_change_is_saved_with_a_reference_and_leaks_nothing_internal(
+    postgres_admin_url: str,
+    temporal_address: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database_url = create_database(postgres_admin_url, f"down_{uuid.uuid4().hex[:12]}")
+    # Temporal answers, but refuses the start (no such namespace): the change is
+    # committed and the workflow start fails.
+    with running_api(
+        database_url=database_url,
+        temporal_address=temporal_address,
+        work_dir=tmp_path / "home",
+        extra_env={"PORTAL_DOMAINS_TEMPORAL_NAMESPACE": "secret-namespace-x"},
+    ) as down:
+        tenant = uuid.uuid4()
+        with down.client() as client, caplog.at_level("ERROR", logger="api.errors"):
+            response = client.post(
+                down.domain_url, json={"domain": _host(tenant)}, headers=_admin(down, tenant)
+            )
+        saved = down.service.get(tenant)
+    assert response.status_code == 503, response.text
+    assert error_code(response) == "hook_failed"
+    message = response.json()["error"]["message"]
+    assert message.startswith("the change is saved")
+    assert temporal_address not in response.text
+    assert "secret-namespace-x" not in response.text
+    reference = message.rsplit("reference ", 1)[1].rstrip(")")
+    # Operators find the detail in the log under the same reference.
+    assert any(reference in r.getMessage() for r in caplog.records)
+    assert saved.domain == _host(tenant)

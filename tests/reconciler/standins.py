@@ -63,6 +63,7 @@ class Tenant:
     https_ok: bool = True
     reconcile_error: str | None = None  # the reconcile fails permanently with this
     transitions: list[tuple[str, str, str]] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
     reconcile_reasons: list[str] = field(default_factory=list)
     cname_calls: int = 0
@@ -128,6 +129,8 @@ class StandInActivities:
             check_transition(expected, new)
         changed = new is not t.status or inp.message != t.message
         t.status, t.message = new, inp.message
+        if inp.details is not None:
+            t.details = dict(inp.details)
         if changed:
             t.version += 1
             t.transitions.append((expected.value, new.value, inp.message))

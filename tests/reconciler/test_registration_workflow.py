@@ -228,19 +228,20 @@ def test_a_failed_delegated_certificate_points_at_the_challenge_record(
     assert "/.well-known/acme-challenge/" not in tenant.message
 
 
-def test_a_reconcile_that_fails_permanently_keeps_the_domain_waiting_with_the_reason(
+def test_a_reconcile_that_fails_permanently_keeps_the_domain_waiting_with_a_reference(
     temporal_address: str,
 ) -> None:
     tenant = Tenant(reconcile_error="policy certificate-in-gateway-namespace: mandatory")
 
     async def scenario(rig: Rig) -> None:
-        await rig.wait_for(
-            lambda t: "Deployment is retried automatically" in t.message, "the retry message"
-        )
+        await rig.wait_for(lambda t: "retried automatically" in t.message, "the retry message")
 
     drive(temporal_address, tenant, scenario, record_as="registration-reconcile-failed")
     assert tenant.status is S.PENDING_CERTIFICATE
-    assert "policy certificate-in-gateway-namespace: mandatory" in tenant.message
+    # The tenant sees a reference, never the internal reason; operators see the reason.
+    assert "policy" not in tenant.message
+    assert f"(reference {tenant.details['reference']})" in tenant.message
+    assert "policy certificate-in-gateway-namespace: mandatory" in tenant.details["deploy_error"]
     assert "portal_domain.deploy_failed" in tenant.events
 
 
