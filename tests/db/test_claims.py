@@ -8,9 +8,7 @@ unverified claims. On a migrated SQLite file and a real PostgreSQL database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -20,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from core.errors import ErrorKind
 from core.status import DomainStatus
-from db import migrate
 from db.models import HOLDING_STATUSES, PortalDomain
 from db.service import (
     DomainAction,
@@ -31,7 +28,7 @@ from db.service import (
     DomainService,
     RemovalInProgress,
 )
-from db.session import make_engine, make_session_factory
+from db.session import make_session_factory
 
 S = DomainStatus
 BASE = "portal.algapsa.com"
@@ -52,27 +49,6 @@ class Clock:
 
     def advance(self, by: timedelta) -> None:
         self.now += by
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'portal-domains.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    migrate.upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def changes() -> list[DomainChange]:
-    return []
 
 
 @pytest.fixture

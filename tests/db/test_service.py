@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
@@ -12,7 +10,6 @@ import sqlalchemy as sa
 
 from core.hostnames import HostnameError
 from core.status import DomainStatus, IllegalTransition
-from db import migrate
 from db.service import (
     DomainAction,
     DomainAlreadyClaimed,
@@ -23,7 +20,7 @@ from db.service import (
     HookFailed,
     StaleStatus,
 )
-from db.session import make_engine, make_session_factory
+from db.session import make_session_factory
 
 S = DomainStatus
 BASE = "portal.algapsa.com"
@@ -31,27 +28,6 @@ ALICE = UUID("3f2b6c1e-8d4a-4e2f-9b7c-1a2b3c4d5e6f")
 BOB = UUID("9a8b7c6d-1111-4222-8333-444455556666")
 CAROL = UUID("3f2b6c1e-ffff-4000-8000-000000000003")  # same first 7 hex digits as ALICE
 OPERATOR = "operator:test"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'portal-domains.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    migrate.upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def changes() -> list[DomainChange]:
-    return []
 
 
 @pytest.fixture
