@@ -32,7 +32,7 @@ from api.rbac import ApiAction
 from core.canonical import canonical_host, prefix_candidates
 from core.guidance import SAMPLE_HOSTNAME, guidance_for
 from core.status import DomainStatus
-from db.service import DomainNotFound, DomainView
+from db.service import REMOVAL, REMOVAL_DONE, REMOVAL_PENDING, DomainNotFound, DomainView
 
 DOMAIN_PATH = "/api/settings/client-portal/domain"
 
@@ -97,8 +97,8 @@ def respond(gate: Gate, tenant: UUID, view: DomainView | None) -> DomainStatusRe
 def _removal(view: DomainView | None) -> Literal["requested", "held", "removed"] | None:
     if view is None or view.status is not DomainStatus.DISABLED:
         return None
-    state = view.verification_details.get("removal")
-    if state in ("requested", "held", "removed"):
+    state = view.verification_details.get(REMOVAL)
+    if state in (*REMOVAL_PENDING, REMOVAL_DONE):
         return state  # type: ignore[no-any-return]
     return None
 

@@ -302,8 +302,8 @@ class DomainActivities:
     def _mark_held(self, slugs: Sequence[str], env: str, reason: str) -> None:
         """Tell the disabled tenants among `slugs` that their removal waits for an operator."""
         message = _held_message(env)
-        for view in self.deps.domains.list():
-            if view.canonical_prefix not in slugs or view.status is not DomainStatus.DISABLED:
+        for view in self.deps.domains.list(DomainStatus.DISABLED):
+            if view.canonical_prefix not in slugs:
                 continue
             if view.status_message == message:
                 continue

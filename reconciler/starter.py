@@ -16,8 +16,9 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 
 from reconciler import payloads as p
 from reconciler.workflows import EnvironmentReconcileWorkflow, PortalDomainRegistrationWorkflow
@@ -69,9 +70,6 @@ async def reconcile_now(
 
 async def reconcile_busy(client: Client, environment: str) -> bool:
     """True when the environment workflow runs or queues a reconcile right now."""
-    from temporalio.client import WorkflowExecutionStatus
-    from temporalio.service import RPCError
-
     handle = client.get_workflow_handle(p.reconcile_workflow_id(environment))
     try:
         description = await handle.describe()

@@ -437,13 +437,23 @@ class EnvironmentStack:
         leaves those tenants in the stack, listed in `held_tenants`, until an
         operator confirms (`confirm_deletions`). The worker holds; the CLI asks.
         """
-        try:
-            planned = self.preview(records, replace=replace)
-            self.check_guards(planned, allow_empty=allow_empty, confirm_deletions=confirm_deletions)
-        except (RefusedRun, PolicyViolationsError) as refused:
-            if not hold_refused or not _holdable(refused):
-                raise
-            return self._up_holding(records, refused, progress=progress, replace=replace)
+        planned = self._plan(
+            records,
+            replace=replace,
+            allow_empty=allow_empty,
+            confirm_deletions=confirm_deletions,
+            hold_refused=hold_refused,
+        )
+        if planned.held_tenants:
+            log.warning(
+                "%s: holding the deletion of %s: %s",
+                self.stack_name,
+                ", ".join(planned.held_tenants),
+                planned.held_reason,
+            )
+            if not planned.apply_urns:
+                # Nothing but the held deletions: nothing to apply.
+                return dataclasses.replace(planned, operation="up")
         return self._apply(records, planned, progress=progress, replace=replace)
 
     def plan(
@@ -455,52 +465,35 @@ class EnvironmentStack:
     ) -> RunSummary:
         """The preview of what the worker's run (`up(hold_refused=True)`) would do,
         with the deletions it would hold in `held_tenants` and why."""
+        return self._plan(records, replace=replace, progress=progress, hold_refused=True)
+
+    def _plan(
+        self,
+        records: Sequence[DomainRecord],
+        *,
+        replace: Sequence[str],
+        progress: Progress | None = None,
+        allow_empty: bool = False,
+        confirm_deletions: bool = False,
+        hold_refused: bool,
+    ) -> RunSummary:
+        """Preview and guards; a refused deletion raises, or with `hold_refused` is
+        held: previewed again without it, its tenants in `held_tenants`."""
         try:
             planned = self.preview(records, replace=replace, progress=progress)
-            self.check_guards(planned, allow_empty=False, confirm_deletions=False)
+            self.check_guards(planned, allow_empty=allow_empty, confirm_deletions=confirm_deletions)
         except (RefusedRun, PolicyViolationsError) as refused:
-            if not _holdable(refused):
+            if not hold_refused or not _holdable(refused):
                 raise
-            return self._plan_holding(records, refused, replace=replace)
+            desired = {m.slug for m in desired_state(records, self.config)}
+            held = sorted(set(self.stack_tenants()) - desired)
+            reason = str(refused) if isinstance(refused, RefusedRun) else _budget_reason(refused)
+            planned = self.preview(records, replace=replace, held=held)
+            # The held tenants' deletes are not part of what the run does.
+            kept = [t for t in planned.tenants if t.slug not in held]
+            counts = {op: sum(t.operations.get(op, 0) for t in kept) for op in _OPS}
+            return dataclasses.replace(planned, held_reason=reason, tenants=kept, counts=counts)
         return planned
-
-    def _plan_holding(
-        self,
-        records: Sequence[DomainRecord],
-        refused: RefusedRun | PolicyViolationsError,
-        *,
-        replace: Sequence[str],
-    ) -> RunSummary:
-        desired = {m.slug for m in desired_state(records, self.config)}
-        held = sorted(set(self.stack_tenants()) - desired)
-        reason = str(refused) if isinstance(refused, RefusedRun) else _budget_reason(refused)
-        planned = self.preview(records, replace=replace, held=held)
-        # The held tenants' deletes are not part of what the run does.
-        kept = [t for t in planned.tenants if t.slug not in held]
-        counts = {op: sum(t.operations.get(op, 0) for t in kept) for op in _OPS}
-        return dataclasses.replace(planned, held_reason=reason, tenants=kept, counts=counts)
-
-    def _up_holding(
-        self,
-        records: Sequence[DomainRecord],
-        refused: RefusedRun | PolicyViolationsError,
-        *,
-        progress: Progress | None,
-        replace: Sequence[str],
-    ) -> RunSummary:
-        planned = self._plan_holding(records, refused, replace=replace)
-        log.warning(
-            "%s: holding the deletion of %s: %s",
-            self.stack_name,
-            ", ".join(planned.held_tenants),
-            planned.held_reason,
-        )
-        if not planned.apply_urns:
-            # Nothing but the held deletions: nothing to apply.
-            return dataclasses.replace(
-                planned, operation="up", counts=dict.fromkeys(_OPS, 0), tenants=[]
-            )
-        return self._apply(records, planned, progress=progress, replace=replace)
 
     def _apply(
         self,
