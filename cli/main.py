@@ -7,16 +7,19 @@ Expected failures become one `error:` line and a named exit code
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from cli import db as db_commands
 from cli import dev_cluster, doctor, domains, importer, output, policy, serve, stack, worker
 from cli.exit_codes import CliError, ExitCode, exit_code_for
 from core.errors import PortalDomainsError
 from core.settings import Settings
+from reconciler.wiring import temporal_client_opened
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -60,5 +63,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
 
 
+def console(argv: Sequence[str] | None = None) -> NoReturn:
+    """The installed `portal-domains` script: main(), then a safe process exit.
+
+    Once a Temporal client was opened, the interpreter's teardown can abort the
+    process (temporalio/sdk-python#300: the client's native threads touch Python
+    while it finalizes), turning a finished command into exit code -6. So the exit
+    handlers run (span and event flushes), the streams are flushed, and the process
+    ends without that teardown.
+    """
+    code = main(argv)
+    if not temporal_client_opened():
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe must not change the exit code
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -34,7 +34,24 @@ from stack.toolchain import pulumi_environment
 log = logging.getLogger(__name__)
 
 
+# Set once this process has opened a Temporal client (see temporal_client_opened).
+_client_opened = False
+
+
+def temporal_client_opened() -> bool:
+    """True once this process opened a Temporal client.
+
+    The client's Rust core keeps native threads that can call into Python while the
+    interpreter finalizes, which aborts a short-lived process at exit
+    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300). The CLI's entry
+    point asks this and then ends the process without interpreter teardown.
+    """
+    return _client_opened
+
+
 async def connect(settings: Settings, tracer_provider: TracerProvider | None = None) -> Client:
+    global _client_opened
+    _client_opened = True
     interceptors = []
     if tracer_provider is not None:
         interceptors.append(TracingInterceptor(tracer_provider.get_tracer("portal-domains")))
