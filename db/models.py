@@ -204,3 +204,30 @@ class PortalDomainAudit(Base):
     status_after: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[dict[str, Any] | None] = mapped_column(json_document())
+
+
+class PortalDomainOutbox(Base):
+    """Workflow signals still to deliver: written in the transaction of the change.
+
+    A change to a domain (request, replace, refresh, disable, expiry, import) adds
+    a row here in its own transaction; a dispatcher (reconciler.outbox) delivers
+    it to Temporal with one shared client and deletes it. So an API request never
+    waits for Temporal, and a process dying between commit and start loses
+    nothing: the row is still here for the next dispatcher pass.
+    """
+
+    __tablename__ = "portal_domain_outbox"
+    __table_args__ = (
+        Index("ix_portal_domain_outbox_next_attempt_at", "next_attempt_at"),
+        CheckConstraint("signal IN ('refresh', 'remove')", name="signal"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid())
+    signal: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text())
