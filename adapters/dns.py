@@ -43,11 +43,16 @@ class DnsSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class CnameObservation:
-    """What `domain` points at (`observed`, lowercase, no trailing dot), or why nothing."""
+    """What `domain` points at (`observed`, lowercase, no trailing dot), or why nothing.
+
+    `ttl`: the CNAME record's TTL in seconds as the resolver answered it (what is
+    left of it when a caching resolver answers); None without a CNAME.
+    """
 
     domain: str
     observed: str | None
     error: str | None
+    ttl: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,7 +154,10 @@ def lookup_cname(domain: str, *, settings: DnsSettings) -> CnameObservation:
             for rdata in answer.rrset:
                 if isinstance(rdata, dns.rdtypes.ANY.CNAME.CNAME):
                     return CnameObservation(
-                        domain=domain, observed=_plain(rdata.target), error=None
+                        domain=domain,
+                        observed=_plain(rdata.target),
+                        error=None,
+                        ttl=answer.rrset.ttl,
                     )
         return CnameObservation(
             domain=domain, observed=None, error=_what_is_there(domain, settings)

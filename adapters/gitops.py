@@ -8,6 +8,13 @@ behind (files, a staged index, a commit never pushed, a stale lock, a stopped
 rebase) is thrown away and recomputed. Pushes are never forced: a rejected push
 is rebased onto the new remote head and retried.
 
+Files in the directory that we did not write (no portal-domains header) never
+stop a publish: `core.adoption` decides per file, and the same commit replaces
+one that has a tenant file's name (adopted), removes one that serves only hosts
+our files serve (so no two files serve one host), and leaves the rest alone;
+`PublishResult.adoption` and the commit message say which. `adoption_plan`
+shows what the next publish would do without committing anything.
+
 The worktree belongs to this module alone. It is marked as ours when we clone
 it, and a directory without that mark is never reset, so a misconfigured path
 cannot wipe someone's checkout. Runs on one machine are serialised by a lock
@@ -23,17 +30,28 @@ import fcntl
 import logging
 import os
 import re
+import shlex
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NoReturn
 
 import git
+import yaml
 
-from adapters.manifest_files import sync_directory
+from adapters.manifest_files import HEADER_PREFIX, sync_directory
+from core.adoption import (
+    Action,
+    AdoptionPlan,
+    AdoptionStep,
+    DesiredFile,
+    FoundFile,
+    plan_adoption,
+    served_hosts,
+)
 from core.errors import PortalDomainsError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +69,9 @@ _RETRYABLE_PUSH = (
     "incorrect old value",
 )
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# What Argo CD / Flux read from the directory: a foreign file with either suffix can
+# serve one of our hosts.
+_YAML_SUFFIXES = (".yaml", ".yml")
 
 
 # `scheme://user:token@host`: what a remote URL with credentials looks like.
@@ -98,16 +119,37 @@ class GitSettings:
     command_timeout_seconds: float = 120.0
     # How long to wait for another publisher on this machine to release the worktree.
     lock_timeout_seconds: float = 60.0
+    # HTTPS without a token in the URL: git asks a credential helper that reads the
+    # token from this file at each use (so it can be rotated in place); the token
+    # never reaches the URL, the command line, git's config or a log.
+    token_file: Path | None = None
+    token_username: str = "x-access-token"
+    # SSH remotes (git@host:org/nm-kube-config.git): the private key to use and,
+    # recommended, a known_hosts file to pin the host key (strict checking).
+    ssh_key: Path | None = None
+    ssh_known_hosts: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class PublishResult:
-    """`commit` is the pushed commit, None when there was nothing to change."""
+    """`commit` is the pushed commit, None when there was nothing to change.
+
+    `adoption` lists the directory's files we did not write and what the commit
+    did with them (adopted, removed) or why it left them (foreign, conflict,
+    not valid YAML).
+    """
 
     commit: str | None
     pushed: bool
     changed_slugs: tuple[str, ...]
     attempts: int
+    adoption: tuple[AdoptionStep, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Commit:
+    changes: dict[str, str]  # slug -> "added"/"updated"/"removed"/"adopted"
+    adoption: AdoptionPlan
 
 
 class _Rejected(Exception):
@@ -123,6 +165,53 @@ def _identity_env(name: str, email: str) -> dict[str, str]:
         # Never wait for a password prompt nobody will answer.
         "GIT_TERMINAL_PROMPT": "0",
     }
+
+
+def _credential_env(settings: GitSettings) -> dict[str, str]:
+    """How git authenticates to the remote, without credentials in the URL.
+
+    The credential helper is passed through GIT_CONFIG_* variables, so nothing is
+    written to the worktree's config; it prints the token file's content only
+    when git asks for a credential (`get`).
+    """
+    env: dict[str, str] = {}
+    if settings.token_file is not None:
+        if not settings.token_file.is_file():
+            raise GitOpsError(
+                f"PORTAL_DOMAINS_GITOPS_TOKEN_FILE={settings.token_file} is not a readable file"
+            )
+        helper = (
+            '!f() { test "$1" = get || exit 0; '
+            f"echo username={shlex.quote(settings.token_username)}; "
+            f"printf 'password=%s\\n' \"$(cat {shlex.quote(str(settings.token_file))})\"; }}; f"
+        )
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "1",
+                # An empty helper first would drop any system-wide helper: keep theirs.
+                "GIT_CONFIG_KEY_0": "credential.helper",
+                "GIT_CONFIG_VALUE_0": helper,
+            }
+        )
+    if settings.ssh_key is not None:
+        command = [
+            "ssh",
+            "-i",
+            shlex.quote(str(settings.ssh_key)),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+        ]
+        if settings.ssh_known_hosts is not None:
+            command += [
+                "-o",
+                f"UserKnownHostsFile={shlex.quote(str(settings.ssh_known_hosts))}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ]
+        env["GIT_SSH_COMMAND"] = " ".join(command)
+    return env
 
 
 def _command_error(error: git.GitCommandError) -> str:
@@ -192,21 +281,75 @@ def _parse_name_status(output: str, directory: PurePosixPath) -> dict[str, str]:
     for line in output.splitlines():
         code, _, name = line.partition("\t")
         path = PurePosixPath(name)
-        if path.parent == directory and path.suffix == ".yaml":
+        if path.parent == directory and path.suffix in _YAML_SUFFIXES:
             changes[path.stem] = kinds.get(code[:1], "changed")
     return changes
 
 
-def _commit_message(changes: Mapping[str, str], directory: str) -> str:
+def _commit_message(
+    changes: Mapping[str, str], directory: str, adoption: AdoptionPlan | None = None
+) -> str:
     slugs = sorted(changes)
-    if len(slugs) == 1:
+    # What the commit did to files we did not write, for whoever reads the history.
+    notes = [step.line() for step in (adoption.steps if adoption else ()) if step.changes_git]
+    if len(slugs) == 1 and not notes:
         return f"chore(portal-domains): sync {slugs[0]}"
     if not slugs:
         return f"chore(portal-domains): sync {directory}"
     # Files, not tenants: the environment's cluster-issuer.yaml sits beside them.
     head = ", ".join(slugs) if len(slugs) <= 3 else f"{len(slugs)} files"
     body = "\n".join(f"- {slug} ({changes[slug]})" for slug in slugs)
+    if notes:
+        body += "\n\n" + "\n".join(notes)
     return f"chore(portal-domains): sync {head}\n\n{body}\n"
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def _parsed_hosts(text: str) -> tuple[frozenset[str] | None, str | None]:
+    """The hosts a file's objects serve, or (None, why) when it is not valid YAML."""
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as error:
+        return None, _one_line(error)
+    return served_hosts(documents), None
+
+
+def desired_files(files: Mapping[str, str]) -> list[DesiredFile]:
+    """Our files (slug -> content) as the adoption plan sees them: name and hosts."""
+    return [
+        DesiredFile(name=f"{slug}.yaml", hosts=_parsed_hosts(content)[0] or frozenset())
+        for slug, content in sorted(files.items())
+    ]
+
+
+def read_folder(folder: Path) -> list[FoundFile]:
+    """The YAML files directly in `folder`: ours (our header) or not, and what they serve."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in _YAML_SUFFIXES or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            found.append(FoundFile(name=path.name, ours=False, hosts=None, error=_one_line(error)))
+            continue
+        if text.startswith(HEADER_PREFIX):
+            found.append(FoundFile(name=path.name, ours=True))
+            continue
+        hosts, problem = _parsed_hosts(text)
+        found.append(FoundFile(name=path.name, ours=False, hosts=hosts, error=problem))
+    return found
+
+
+def _log_adoption(plan: AdoptionPlan) -> None:
+    for step in plan.steps:
+        needs_a_human = step.action in (Action.CONFLICT, Action.UNREADABLE)
+        logger.log(logging.WARNING if needs_a_human else logging.INFO, "%s", step.line())
 
 
 class GitOpsRepo:
@@ -216,29 +359,55 @@ class GitOpsRepo:
         if settings.max_push_attempts < 1:
             raise ValueError("max_push_attempts must be at least 1")
         self.settings = settings
-        self._env = _identity_env(settings.author_name, settings.author_email)
+        self._env = {
+            **_identity_env(settings.author_name, settings.author_email),
+            **_credential_env(settings),
+        }
 
     # -- public ------------------------------------------------------------------
 
     def publish(self, directory: str, files: Mapping[str, str]) -> PublishResult:
         """Make `<directory>/` hold exactly `<slug>.yaml` for each of `files` and push it.
 
-        `files` maps tenant slug to the file's full content (with our header);
-        only files carrying our header are ever deleted. Publishing the same
-        files again changes nothing and makes no commit.
+        `files` maps tenant slug to the file's full content (with our header).
+        Files without our header are deleted only as `core.adoption` decides
+        (replaced by ours of the same name, or serving only our hosts).
+        Publishing the same files again changes nothing and makes no commit.
         """
         relative = _validate(directory, files)
         with self._locked():
             try:
                 repo = self._prepare()
-                changes = self._commit(repo, relative, files)
-                if changes is None:
+                committed, plan = self._commit(repo, relative, files)
+                if committed is None:
                     logger.info("%s is already up to date in %s", directory, self._remote())
                     self._drop_stale_review_branch(repo)
-                    return PublishResult(commit=None, pushed=False, changed_slugs=(), attempts=0)
-                return self._push_with_retries(repo, relative, files, changes)
+                    return PublishResult(
+                        commit=None,
+                        pushed=False,
+                        changed_slugs=(),
+                        attempts=0,
+                        adoption=plan.steps,
+                    )
+                return self._push_with_retries(repo, relative, files, committed)
             except git.GitCommandError as error:
                 raise GitOpsError(f"{self._remote()}: {_command_error(error)}") from error
+
+    def adoption_plan(self, directory: str, desired: Sequence[DesiredFile]) -> AdoptionPlan:
+        """What the next publish of `desired` would do with the files we did not write.
+
+        Read-only for the remote: our own worktree is brought to the remote branch
+        (as every publish does first) and read; nothing is committed or pushed.
+        """
+        relative = _validate(directory, {})
+        with self._locked():
+            try:
+                repo = self._prepare()
+            except git.GitCommandError as error:
+                raise GitOpsError(f"{self._remote()}: {_command_error(error)}") from error
+            assert repo.working_tree_dir is not None
+            found = read_folder(Path(repo.working_tree_dir) / relative)
+            return plan_adoption(desired, found, directory=str(relative))
 
     # -- steps -------------------------------------------------------------------
 
@@ -388,24 +557,32 @@ class GitOpsRepo:
 
     def _commit(
         self, repo: git.Repo, directory: PurePosixPath, files: Mapping[str, str]
-    ) -> dict[str, str] | None:
-        """Sync, stage and commit; slug -> "added"/"updated"/"removed", None if unchanged."""
+    ) -> tuple[_Commit | None, AdoptionPlan]:
+        """Adopt, sync, stage and commit; None when nothing changed, and the adoption plan."""
         assert repo.working_tree_dir is not None
-        target = Path(repo.working_tree_dir) / directory
+        root = Path(repo.working_tree_dir)
+        target = root / directory
+        plan = plan_adoption(desired_files(files), read_folder(target), directory=str(directory))
+        for path in plan.replaced_paths:
+            # Adopted ones come back as ours from sync_directory; removed ones stay gone.
+            (root / path).unlink()
         try:
             sync_directory(files, target)
-        except FileExistsError as error:
+        except FileExistsError as error:  # the plan adopts these; kept as a last guard
             self._reset_to_remote(repo)
             raise GitOpsError(f"{self._remote()}: {error}") from error
+        _log_adoption(plan)
         repo.git.add("--all", "--", str(directory))
         status = repo.git.diff("--cached", "--name-status", "--no-renames", "--", str(directory))
         if not status:
-            return None
+            return None, plan
         changes = _parse_name_status(status, directory)
-        message = _commit_message(changes, str(directory))
+        for step in plan.of(Action.ADOPT):
+            changes[PurePosixPath(step.path).stem] = "adopted"
+        message = _commit_message(changes, str(directory), plan)
         repo.git.commit("--no-verify", "--no-gpg-sign", "--quiet", "-m", message)
         logger.info("committed %s: %s", repo.head.commit.hexsha[:12], message.splitlines()[0])
-        return changes
+        return _Commit(changes=changes, adoption=plan), plan
 
     def _push(self, repo: git.Repo) -> None:
         review = self.settings.review_branch
@@ -432,7 +609,7 @@ class GitOpsRepo:
         repo: git.Repo,
         directory: PurePosixPath,
         files: Mapping[str, str],
-        changes: dict[str, str],
+        committed: _Commit,
     ) -> PublishResult:
         attempts = 0
         while True:
@@ -449,25 +626,37 @@ class GitOpsRepo:
                     self.settings.max_push_attempts,
                 )
                 self._fetch(repo)
-                rebased = self._rebase(repo, directory, files)
+                rebased = self._rebase(repo, directory, files, committed.adoption)
                 if rebased is None:
                     # Someone else already published exactly this content.
                     return PublishResult(
-                        commit=None, pushed=False, changed_slugs=(), attempts=attempts
+                        commit=None,
+                        pushed=False,
+                        changed_slugs=(),
+                        attempts=attempts,
+                        adoption=committed.adoption.steps,
                     )
-                changes = rebased
+                committed = rebased
                 continue
             except git.GitCommandError as error:
                 self._give_up(repo, attempts, _command_error(error))
             sha = repo.head.commit.hexsha
             logger.info("pushed %s to %s", sha[:12], self._remote())
             return PublishResult(
-                commit=sha, pushed=True, changed_slugs=tuple(sorted(changes)), attempts=attempts
+                commit=sha,
+                pushed=True,
+                changed_slugs=tuple(sorted(committed.changes)),
+                attempts=attempts,
+                adoption=committed.adoption.steps,
             )
 
     def _rebase(
-        self, repo: git.Repo, directory: PurePosixPath, files: Mapping[str, str]
-    ) -> dict[str, str] | None:
+        self,
+        repo: git.Repo,
+        directory: PurePosixPath,
+        files: Mapping[str, str],
+        adoption: AdoptionPlan,
+    ) -> _Commit | None:
         """Put our commit on top of the remote head; redo it if it conflicts."""
         branch = self.settings.branch
         before = repo.head.commit
@@ -477,14 +666,19 @@ class GitOpsRepo:
             logger.info("rebase onto %s conflicts; recomputing the commit", self._remote())
             repo.git.rebase("--abort")
             self._reset_to_remote(repo)
-            return self._commit(repo, directory, files)
+            return self._commit(repo, directory, files)[0]
         if repo.head.commit == repo.commit(f"refs/remotes/origin/{branch}"):
             return None  # our change became empty on top of theirs
         logger.debug("rebased %s onto the remote head", before.hexsha[:12])
         status = repo.git.diff(
             "--name-status", "--no-renames", "HEAD~1", "HEAD", "--", str(directory)
         )
-        return _parse_name_status(status, directory)
+        changes = _parse_name_status(status, directory)
+        for step in adoption.of(Action.ADOPT):
+            stem = PurePosixPath(step.path).stem
+            if stem in changes:
+                changes[stem] = "adopted"
+        return _Commit(changes=changes, adoption=adoption)
 
     def _give_up(self, repo: git.Repo, attempts: int, reason: str) -> NoReturn:
         try:

@@ -3,9 +3,11 @@
 A token is accepted only when its signature verifies with the configured key
 and algorithm (the `alg` header must be exactly that algorithm: no `none`, no
 HS256-signed-with-the-public-key confusion), it has not expired, and its
-`aud` and `iss` are the configured ones. `exp`, `aud`, `iss`, `sub` and
-`role` are required; `tenant_id` (a UUID) is required for tenant roles, which
-rbac.decide checks.
+`aud` and `iss` are the configured ones, and it is not valid for longer than
+the configured maximum lifetime (`exp - iat`; without `iat`, `exp - now`): a
+stolen long-lived token would outlive any revocation. `exp`, `aud`, `iss`,
+`sub` and `role` are required; `tenant_id` (a UUID) is required for tenant
+roles, which rbac.decide checks.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Principal:
     subject: str
     role: str
     tenant_id: UUID | None
+    # The verified `iss`: recorded with refusals so a log names who vouched for the caller.
+    issuer: str
 
     @property
     def actor(self) -> str:
@@ -95,7 +99,23 @@ def verify_token(token: str, api: ApiSettings) -> Principal:
         raise AuthError(
             "invalid_token", "the token is malformed or its signature does not verify"
         ) from None
+    _check_lifetime(claims, api)
     return _principal(claims)
+
+
+def _check_lifetime(claims: dict[str, Any], api: ApiSettings) -> None:
+    limit = api.jwt_max_lifetime_seconds
+    expires = claims["exp"]  # verified numeric by jwt.decode
+    issued = claims.get("iat")
+    if isinstance(issued, int | float) and not isinstance(issued, bool):
+        lifetime = float(expires) - float(issued)
+    else:
+        lifetime = float(expires) - datetime.now(UTC).timestamp() - api.jwt_leeway_seconds
+    if lifetime > limit:
+        raise AuthError(
+            "token_lifetime_too_long",
+            f"the token is valid for longer than {limit} s (exp - iat); get a shorter-lived one",
+        )
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
@@ -122,7 +142,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
             tenant = parse_tenant_id(raw_tenant)
         except TenantIdError:
             raise AuthError("invalid_token", "the 'tenant_id' claim is not a UUID") from None
-    return Principal(subject=subject, role=role, tenant_id=tenant)
+    return Principal(subject=subject, role=role, tenant_id=tenant, issuer=str(claims["iss"]))
 
 
 def mint_dev_token(
@@ -140,8 +160,12 @@ def mint_dev_token(
             f"tokens can only be minted with an HS256 secret; PORTAL_DOMAINS_JWT_ALGORITHM is "
             f"{api.jwt_algorithm} (get tokens from your identity provider)"
         )
-    if not 1 <= ttl_seconds <= MAX_DEV_TOKEN_TTL:
-        raise ValueError(f"ttl must be 1-{MAX_DEV_TOKEN_TTL} seconds, got {ttl_seconds}")
+    longest = min(MAX_DEV_TOKEN_TTL, api.jwt_max_lifetime_seconds)
+    if not 1 <= ttl_seconds <= longest:
+        raise ValueError(
+            f"ttl must be 1-{longest} seconds (PORTAL_DOMAINS_JWT_MAX_LIFETIME_SECONDS), "
+            f"got {ttl_seconds}"
+        )
     issued = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": subject,

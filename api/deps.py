@@ -1,8 +1,10 @@
 """FastAPI dependencies: who is calling, which tenant they target, and may they.
 
-`Gatekeeper.authorize` is the one authorisation path: target tenant, RBAC,
-edition gating and the per-tenant rate limit; each refusal of a mutation is
-audited (`outcome=denied`) before it is answered.
+`Gatekeeper.authorize` is the one authorisation path: the per-caller limit on
+mutation attempts (before anything is audited), target tenant, RBAC, edition
+gating and the per-tenant rate limit. Each refusal, of a read too, is audited
+(`outcome=denied`) through api.refusals (collapsed, within the caller's budget)
+before it is answered.
 """
 
 from __future__ import annotations
@@ -18,21 +20,23 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.auth import AuthError, Principal
 from api.errors import ApiError
 from api.middleware import PRINCIPAL_KEY
-from api.ratelimit import TenantRateLimiter
+from api.ratelimit import RateLimiter, TenantRateLimiter
 from api.rbac import ApiAction, decide
+from api.refusals import PLATFORM_LOG, Refusal, RefusalAuditor, Requester
 from api.settings import ApiSettings
 from core.canonical import TenantIdError, parse_tenant_id
 from core.config import StackConfig
 from core.settings import Settings
-from db.service import MAX_AUDITED_INPUT, DomainAction, DomainService
+from db.service import DomainService
 
 logger = logging.getLogger(__name__)
 
-_SERVICE_ACTION: dict[ApiAction, DomainAction] = {
-    ApiAction.REQUEST: DomainAction.REQUEST,
-    ApiAction.REFRESH: DomainAction.REFRESH,
-    ApiAction.DISABLE: DomainAction.DISABLE,
-}
+DOMAIN_PATH = "/api/settings/client-portal/domain"
+
+# Actors as the audit log records them. Operators are told apart by prefix (the
+# CLI's are `operator:$USER` too), so the tenant-facing read path can hide them.
+USER_PREFIX = "user:"
+OPERATOR_PREFIX = "operator:"
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -97,6 +101,34 @@ class Gatekeeper:
     service: DomainService
     limiter: TenantRateLimiter
     stack: StackConfig
+    callers: RateLimiter[tuple[str, ...]]
+    refusals: RefusalAuditor
+
+    def is_operator(self, principal: Principal) -> bool:
+        return principal.role == self.api.roles.operator
+
+    def actor_of(self, principal: Principal) -> str:
+        """`user:<sub>`, or `operator:<sub>` for platform operators."""
+        prefix = OPERATOR_PREFIX if self.is_operator(principal) else USER_PREFIX
+        return prefix + principal.subject
+
+    def caller_of(self, principal: Principal) -> Requester:
+        home = principal.tenant_id
+        if home is None or self.is_operator(principal):
+            home = PLATFORM_LOG
+        return Requester(
+            key=(
+                principal.issuer,
+                principal.subject,
+                str(principal.tenant_id),
+                principal.role,
+            ),
+            actor=self.actor_of(principal),
+            home=home,
+            tenant_id=principal.tenant_id,
+            role=principal.role,
+            issuer=principal.issuer,
+        )
 
     def target_of(self, principal: Principal, tenant_id: UUID | None) -> UUID | None:
         if tenant_id is not None:
@@ -121,6 +153,22 @@ class Gatekeeper:
         *,
         domain: str | None = None,
     ) -> UUID:
+        if action.mutates:
+            # Before anything is audited: a caller's refused attempts are limited
+            # like its changes, and past the limit land in its own log.
+            attempt = self.callers.acquire(self.caller_of(principal).key)
+            if not attempt.allowed:
+                self.deny(
+                    principal,
+                    action,
+                    None,
+                    429,
+                    "rate_limited",
+                    f"at most {self.api.caller_rate_limit} change attempts per caller per minute; "
+                    f"retry in {attempt.retry_after} s",
+                    domain=domain,
+                    headers={"Retry-After": str(attempt.retry_after)},
+                )
         target = self.target_of(principal, tenant_id)
         decision = decide(principal.role, action, principal.tenant_id, target, roles=self.api.roles)
         if not decision.allowed or target is None:
@@ -165,19 +213,69 @@ class Gatekeeper:
         domain: str | None,
         headers: dict[str, str] | None = None,
     ) -> NoReturn:
-        service_action = _SERVICE_ACTION.get(action)
-        if service_action is not None and target is not None:
-            self.service.audit_denied(
-                target,
-                service_action,
-                principal.actor,
-                domain=domain[:MAX_AUDITED_INPUT] if domain is not None else None,
-                reason=f"{code}: {message}",
+        """Audit the refusal (in `target`'s log, else the caller's own) and answer it."""
+        caller = self.caller_of(principal)
+        self.refusals.record(
+            Refusal(
+                caller=caller,
+                tenant_id=target if target is not None else caller.home,
+                action=action.value,
+                code=code,
+                message=message,
+                domain=domain,
             )
-        elif service_action is not None:
-            # No tenant to attribute the attempt to (a tenant role without tenant_id).
-            logger.warning("%s by %s refused without a tenant: %s", action, principal.actor, code)
+        )
         raise ApiError(status, code, message, headers=headers)
+
+    def refused_request(
+        self,
+        principal: Principal,
+        method: str,
+        path: str,
+        tenant_id: str | None,
+        code: str,
+        message: str,
+    ) -> None:
+        """Audit a request refused before its route ran (an invalid body or query).
+
+        It is logged in the target tenant's log only if the caller may act there;
+        otherwise in the caller's own: a bad request must not reach a log RBAC
+        would keep the caller out of.
+        """
+        action = _action_of(method, path)
+        if action is None:
+            return
+        caller = self.caller_of(principal)
+        logged = caller.home
+        try:
+            target = self.target_of(principal, parse_tenant_id(tenant_id) if tenant_id else None)
+        except (ApiError, TenantIdError, ValueError):
+            target = None
+        if (
+            target is not None
+            and decide(
+                principal.role, action, principal.tenant_id, target, roles=self.api.roles
+            ).allowed
+        ):
+            logged = target
+        self.refusals.record(
+            Refusal(
+                caller=caller, tenant_id=logged, action=action.value, code=code, message=message
+            )
+        )
+
+
+_ACTIONS: dict[tuple[str, str], ApiAction] = {
+    ("GET", DOMAIN_PATH): ApiAction.READ,
+    ("POST", DOMAIN_PATH): ApiAction.REQUEST,
+    ("DELETE", DOMAIN_PATH): ApiAction.DISABLE,
+    ("POST", DOMAIN_PATH + "/refresh"): ApiAction.REFRESH,
+    ("GET", DOMAIN_PATH + "/audit"): ApiAction.AUDIT,
+}
+
+
+def _action_of(method: str, path: str) -> ApiAction | None:
+    return _ACTIONS.get((method.upper(), path))
 
 
 def gatekeeper(request: Request) -> Gatekeeper:

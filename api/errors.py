@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth import AuthError
@@ -88,7 +89,15 @@ def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
-def install_error_handlers(app: FastAPI) -> None:
+# Told of each request refused for its body or query (code, message), to audit it.
+RefusalHook = Callable[[Request, str, str], None]
+
+
+def install_error_handlers(app: FastAPI, *, on_refused: RefusalHook | None = None) -> None:
+    async def refused(request: Request, code: str, message: str) -> None:
+        if on_refused is not None:
+            await run_in_threadpool(on_refused, request, code, message)
+
     async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         return error_response(
@@ -122,20 +131,21 @@ def install_error_handlers(app: FastAPI) -> None:
         if request.method == "POST" and not _is_json(request.headers.get("content-type")):
             errors = exc.errors()
             if errors and list(errors[0].get("loc", ()))[:1] == ["body"]:
-                return error_response(
-                    415,
-                    "unsupported_media_type",
-                    "send the body as JSON with Content-Type: application/json",
-                    field="body",
-                )
-        return _validation_response(exc.errors())
+                message = "send the body as JSON with Content-Type: application/json"
+                await refused(request, "unsupported_media_type", message)
+                return error_response(415, "unsupported_media_type", message, field="body")
+        code, message, field = _validation_error(exc.errors())
+        await refused(request, code, message)
+        return error_response(422, code, message, field=field)
 
-    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:
             # FastAPI's "error parsing the body" (bytes that are not JSON): a
             # malformed body, answered like every other invalid body.
-            return error_response(422, "malformed_body", "the body is not valid JSON", field="body")
+            message = "the body is not valid JSON"
+            await refused(request, "malformed_body", message)
+            return error_response(422, "malformed_body", message, field="body")
         code = {
             404: "not_found",
             405: "method_not_allowed",
@@ -165,28 +175,27 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def _validation_response(errors: Sequence[Any]) -> JSONResponse:
+def _validation_error(errors: Sequence[Any]) -> tuple[str, str, str | None]:
+    """The code, message and field of a 422 for FastAPI's validation errors."""
     first = errors[0] if errors else {}
     loc = [str(part) for part in first.get("loc", ())]
     message = str(first.get("msg", "invalid request"))
     if loc[:2] == ["query", "tenant_id"]:
-        return error_response(
-            422,
+        return (
             "invalid_tenant_id",
             "tenant_id must be a UUID (8-4-4-4-12 hex digits)",
-            field="tenant_id",
+            "tenant_id",
         )
     if loc and loc[0] == "body":
         where = ".".join(loc[1:]) or "body"
         if first.get("type") == "json_invalid":
             where, message = "body", "not valid JSON"
-        return error_response(
-            422,
+        return (
             "invalid_body",
             f'{where}: {message}; expected a JSON object {{"domain": "portal.example.com"}}',
-            field="domain" if loc[1:2] == ["domain"] else "body",
+            "domain" if loc[1:2] == ["domain"] else "body",
         )
-    return error_response(422, "invalid_request", f"{'.'.join(loc)}: {message}")
+    return "invalid_request", f"{'.'.join(loc)}: {message}", None
 
 
 def unauthorized(exc: AuthError) -> JSONResponse:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from api.settings import Edition
 from core.guidance import DnsInstructions, Guidance, GuidanceAction, Tone
 from core.hostnames import MAX_INPUT_LENGTH
+from core.records import (
+    CAA_CHECK,
+    CERTIFICATE_CHECK,
+    CHALLENGE_CHECK,
+    CNAME_CHECK,
+    EXPECTED_CNAME,
+    cname_lost,
+)
 from core.status import DomainStatus
+
+_Part = TypeVar("_Part", bound=BaseModel)
 
 
 class ErrorDetail(BaseModel):
@@ -104,6 +115,73 @@ class GuidanceBody(BaseModel):
         )
 
 
+class CnameCheckBody(BaseModel):
+    name: str = Field(description="The name looked up (the hostname or its _acme-challenge)")
+    expected: str = Field(description="The target the CNAME must have")
+    observed: str | None = Field(description="The target found; null when there was none")
+    ttl: int | None = Field(description="The record's TTL in seconds as last seen")
+    checked_at: datetime
+    ok: bool
+    error: str | None = Field(description="What was found instead of a CNAME, if anything")
+
+
+class CaaCheckBody(BaseModel):
+    ok: bool = Field(description="The CAA records (if any) let Let's Encrypt issue")
+    message: str
+    checked_at: datetime | None = None
+
+
+class CertificateCheckBody(BaseModel):
+    ok: bool
+    reason: str | None = Field(description="Why the certificate was not issued (when not ok)")
+    checked_at: datetime | None = None
+
+
+def _part(model: type[_Part], value: object) -> _Part | None:
+    """One check's part of verification_details, or None when absent or malformed."""
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
+
+
+class VerificationDetailsBody(BaseModel):
+    """What the checks found, each check on its own (one failing never hides another)."""
+
+    expected_cname: str | None = Field(description="The CNAME target the hostname must have")
+    requested_at: datetime | None = Field(
+        description="When the current hostname was requested (time to active counts from it)"
+    )
+    cname: CnameCheckBody | None = Field(description="The last check of the hostname's CNAME")
+    challenge_cname: CnameCheckBody | None = Field(
+        description="The last check of `_acme-challenge.<domain>` (DNS-01 delegation only)"
+    )
+    caa: CaaCheckBody | None = Field(description="The last CAA check")
+    certificate: CertificateCheckBody | None = Field(
+        description="The last certificate outcome; `reason` says why certificate_failed"
+    )
+    cname_lost: bool = Field(
+        description="An active domain whose last re-check found the CNAME pointing elsewhere"
+    )
+
+    @classmethod
+    def of(
+        cls, status: DomainStatus, details: Mapping[str, Any], requested_at: datetime | None
+    ) -> VerificationDetailsBody:
+        expected = details.get(EXPECTED_CNAME)
+        return cls(
+            expected_cname=expected if isinstance(expected, str) else None,
+            requested_at=requested_at,
+            cname=_part(CnameCheckBody, details.get(CNAME_CHECK)),
+            challenge_cname=_part(CnameCheckBody, details.get(CHALLENGE_CHECK)),
+            caa=_part(CaaCheckBody, details.get(CAA_CHECK)),
+            certificate=_part(CertificateCheckBody, details.get(CERTIFICATE_CHECK)),
+            cname_lost=cname_lost(status, details),
+        )
+
+
 class DomainStatusResponse(BaseModel):
     tenant_id: UUID
     edition: Edition
@@ -128,6 +206,9 @@ class DomainStatusResponse(BaseModel):
     )
     last_checked_at: datetime | None
     updated_at: datetime | None
+    verification_details: VerificationDetailsBody | None = Field(
+        default=None, description="What the DNS, CAA and certificate checks found; null if none"
+    )
     guidance: GuidanceBody
 
 
@@ -135,13 +216,20 @@ class AuditEntryBody(BaseModel):
     occurred_at: datetime
     actor: str = Field(
         description="Who: `user:<subject>`, `reconciler`, or `platform operator` (operators' "
-        "names are not shown to tenants)"
+        "names are not shown to tenants), or `user of another tenant` (a refused attempt)"
     )
-    action: str = Field(description="request, replace, refresh, disable, record_status, ...")
+    action: str = Field(
+        description="request, replace, refresh, disable, record_status, ...; refusals also "
+        "read, audit"
+    )
     domain: str | None
     status_before: DomainStatus | None
     status_after: DomainStatus | None
     outcome: str = Field(description="ok, noop, rejected, denied, stale, not_found, ...")
+    count: int = Field(
+        default=1,
+        description="How many identical refusals this entry stands for (repeats are collapsed)",
+    )
 
 
 class AuditResponse(BaseModel):

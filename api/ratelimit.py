@@ -1,4 +1,4 @@
-"""Per-tenant token buckets for mutations.
+"""Token buckets: per tenant for mutations, per caller for attempts and refusal audits.
 
 Each tenant's bucket holds up to `per_minute` tokens and refills at
 `per_minute / 60` tokens a second, so a tenant may burst `per_minute`
@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 from uuid import UUID
+
+K = TypeVar("K", bound=Hashable)
 
 # Past this many buckets, full ones are dropped: a full bucket behaves exactly
 # like a missing one, so memory stays bounded by recently active tenants.
@@ -37,31 +40,37 @@ class _Bucket:
     updated: float
 
 
-class TenantRateLimiter:
+class RateLimiter(Generic[K]):
+    """One token bucket per key (a tenant, a caller)."""
+
     def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         if per_minute < 1:
             raise ValueError(f"per_minute must be at least 1, got {per_minute}")
         self._capacity = float(per_minute)
         self._rate = per_minute / 60.0
         self._clock = clock
-        self._buckets: dict[UUID, _Bucket] = {}
+        self._buckets: dict[K, _Bucket] = {}
         self._lock = threading.Lock()
 
+    @property
+    def per_minute(self) -> int:
+        return int(self._capacity)
+
     def __len__(self) -> int:
-        """How many tenant buckets are held."""
+        """How many buckets are held."""
         with self._lock:
             return len(self._buckets)
 
-    def acquire(self, tenant_id: UUID) -> RateDecision:
-        """Take one token from the tenant's bucket if there is one."""
+    def acquire(self, key: K) -> RateDecision:
+        """Take one token from the key's bucket if there is one."""
         with self._lock:
             now = self._clock()
-            bucket = self._buckets.get(tenant_id)
+            bucket = self._buckets.get(key)
             if bucket is None:
                 if len(self._buckets) >= _PRUNE_ABOVE:
                     self._prune(now)
                 bucket = _Bucket(tokens=self._capacity, updated=now)
-                self._buckets[tenant_id] = bucket
+                self._buckets[key] = bucket
             self._refill(bucket, now)
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
@@ -76,7 +85,11 @@ class TenantRateLimiter:
         bucket.updated = max(bucket.updated, now)
 
     def _prune(self, now: float) -> None:
-        for tenant_id, bucket in list(self._buckets.items()):
+        for key, bucket in list(self._buckets.items()):
             self._refill(bucket, now)
             if bucket.tokens >= self._capacity:
-                del self._buckets[tenant_id]
+                del self._buckets[key]
+
+
+class TenantRateLimiter(RateLimiter[UUID]):
+    """Mutations per tenant per minute (PORTAL_DOMAINS_API_RATE_LIMIT)."""

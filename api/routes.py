@@ -12,6 +12,8 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response
 
 from api.deps import (
+    DOMAIN_PATH,
+    USER_PREFIX,
     AuditTarget,
     Caller,
     DisableTarget,
@@ -27,14 +29,23 @@ from api.models import (
     DomainRequestBody,
     DomainStatusResponse,
     GuidanceBody,
+    VerificationDetailsBody,
 )
 from api.rbac import ApiAction
 from core.canonical import canonical_host, prefix_candidates
 from core.guidance import SAMPLE_HOSTNAME, guidance_for
+from core.records import cname_lost
 from core.status import DomainStatus
-from db.service import REMOVAL, REMOVAL_DONE, REMOVAL_PENDING, DomainNotFound, DomainView
+from db.service import (
+    REMOVAL,
+    REMOVAL_DONE,
+    REMOVAL_PENDING,
+    AuditEntry,
+    DomainNotFound,
+    DomainView,
+)
 
-DOMAIN_PATH = "/api/settings/client-portal/domain"
+__all__ = ["DOMAIN_PATH", "router"]
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error_doc("Missing, malformed, expired or wrongly signed bearer token"),
@@ -77,6 +88,7 @@ def respond(gate: Gate, tenant: UUID, view: DomainView | None) -> DomainStatusRe
         canonical_host=canonical,
         custom_domains=custom,
         challenge_target=delegation.target if delegation is not None else None,
+        cname_lost=shown is not None and cname_lost(shown.status, shown.verification_details),
     )
     return DomainStatusResponse(
         tenant_id=tenant,
@@ -89,6 +101,12 @@ def respond(gate: Gate, tenant: UUID, view: DomainView | None) -> DomainStatusRe
         status_message=shown.status_message if shown is not None else None,
         last_checked_at=shown.last_checked_at if shown is not None else None,
         updated_at=shown.updated_at if shown is not None else None,
+        # Only what the checks found: operator detail (deploy errors) stays out.
+        verification_details=(
+            VerificationDetailsBody.of(shown.status, shown.verification_details, shown.requested_at)
+            if shown is not None
+            else None
+        ),
         removal=_removal(shown),
         guidance=GuidanceBody.of(guidance),
     )
@@ -136,7 +154,7 @@ def request_domain(
     # hostname asked for, which only the parsed body knows.
     target = gate.authorize(caller, ApiAction.REQUEST, tenant_id, domain=body.domain)
     before = current(gate, target)
-    view = gate.service.request(target, body.domain, caller.actor)
+    view = gate.service.request(target, body.domain, gate.actor_of(caller))
     if before is None:
         response.status_code = 201
         response.headers["Location"] = DOMAIN_PATH
@@ -154,7 +172,7 @@ def request_domain(
     },
 )
 def refresh_domain(caller: Caller, gate: Gate, target: RefreshTarget) -> DomainStatusResponse:
-    return respond(gate, target, gate.service.refresh(target, caller.actor))
+    return respond(gate, target, gate.service.refresh(target, gate.actor_of(caller)))
 
 
 @router.delete(
@@ -168,11 +186,28 @@ def refresh_domain(caller: Caller, gate: Gate, target: RefreshTarget) -> DomainS
     },
 )
 def disable_domain(caller: Caller, gate: Gate, target: DisableTarget) -> DomainStatusResponse:
-    return respond(gate, target, gate.service.disable(target, caller.actor))
+    return respond(gate, target, gate.service.disable(target, gate.actor_of(caller)))
 
 
-# Operator actors as the CLI records them (`operator:<name>`): tenants see the role only.
-_OPERATOR_PREFIX = "operator:"
+# What a tenant sees instead of an actor it must not: an operator's name, or a
+# user of another tenant (a refused cross-tenant attempt).
+SHOWN_OPERATOR = "platform operator"
+SHOWN_OTHER_TENANT = "user of another tenant"
+_SYSTEM_ACTORS = frozenset({"reconciler"})
+
+
+def shown_actor(entry: AuditEntry, tenant: UUID) -> str:
+    """The actor of `entry` as the tenant's own users may see it."""
+    if entry.actor in _SYSTEM_ACTORS:
+        return entry.actor
+    detail = entry.detail or {}
+    if entry.actor.startswith(USER_PREFIX):
+        # Refusals record the caller's tenant; changes are always the tenant's own.
+        if "caller_tenant_id" in detail and detail["caller_tenant_id"] != str(tenant):
+            return SHOWN_OTHER_TENANT
+        return entry.actor
+    # `operator:<name>` from the API or the CLI, and any other CLI --actor.
+    return SHOWN_OPERATOR
 
 
 @router.get(
@@ -187,24 +222,26 @@ def get_audit(
     gate: Gate,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries")] = 100,
 ) -> AuditResponse:
-    operator = caller.role == gate.api.roles.operator
+    operator = gate.is_operator(caller)
     entries = gate.service.audit_log(target)[::-1][:limit]
     return AuditResponse(
         tenant_id=target,
         entries=[
             AuditEntryBody(
                 occurred_at=e.occurred_at,
-                actor=(
-                    "platform operator"
-                    if e.actor.startswith(_OPERATOR_PREFIX) and not operator
-                    else e.actor
-                ),
+                actor=e.actor if operator else shown_actor(e, target),
                 action=e.action,
                 domain=e.domain,
                 status_before=e.status_before,
                 status_after=e.status_after,
                 outcome=e.outcome,
+                count=_count(e),
             )
             for e in entries
         ],
     )
+
+
+def _count(entry: AuditEntry) -> int:
+    value = (entry.detail or {}).get("count", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1

@@ -19,6 +19,18 @@ Environment variables (defaults in brackets):
   that may read their own tenant's status.
 - PORTAL_DOMAINS_OPERATOR_ROLE [platform_operator]: the role that may act on
   any tenant.
+- PORTAL_DOMAINS_JWT_MAX_LIFETIME_SECONDS [86400]: tokens valid for longer
+  (`exp - iat`, or `exp - now` without `iat`) are refused (60-604800).
+- PORTAL_DOMAINS_API_CALLER_RATE_LIMIT [30]: per caller and minute, mutation
+  attempts (checked before anything is audited) and refusals audited as rows of
+  their own; the rest are counted (api.refusals) (1-10000).
+- PORTAL_DOMAINS_API_AUDIT_WINDOW_SECONDS [60]: identical refusals of one caller
+  within this window share one audit row and a count (1-3600).
+- PORTAL_DOMAINS_API_DOCS [on, off in the prod environment]: serve /docs and
+  /openapi.json.
+- PORTAL_DOMAINS_API_FORWARDED_ALLOW_IPS [none]: comma-separated proxy
+  addresses or networks (or `*`) whose X-Forwarded-For/-Proto uvicorn trusts;
+  unset, forwarded headers are ignored.
 
 There is no default key: the server refuses to start without one rather than
 accept tokens signed with a well-known secret.
@@ -26,15 +38,27 @@ accept tokens signed with a well-known secret.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
+import math
 import os
+import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    load_der_private_key,
+    load_der_public_key,
+    load_pem_public_key,
+)
 
 from core.settings import SettingsError, bounded_int
 
@@ -46,6 +70,13 @@ MIN_HMAC_KEY_BYTES = 32
 MIN_RSA_KEY_BITS = 2048
 MAX_LEEWAY_SECONDS = 300
 MAX_RATE_LIMIT = 10_000
+# A character-frequency estimate (see hmac_key_bits): it catches secrets such as
+# "a" * 32 or a word repeated, not every weak secret; `openssl rand -hex 32` gives ~240.
+MIN_HMAC_KEY_BITS = 80
+MIN_TOKEN_LIFETIME = 60
+MAX_TOKEN_LIFETIME = 7 * 24 * 3600
+MAX_AUDIT_WINDOW = 3600
+PRODUCTION_ENVIRONMENT = "prod"
 
 
 class Edition(StrEnum):
@@ -83,9 +114,26 @@ class ApiSettings:
     edition: Edition
     mutations_per_minute: int
     roles: RoleNames = field(default_factory=RoleNames)
+    jwt_max_lifetime_seconds: int = 86_400
+    caller_rate_limit: int = 30
+    audit_window_seconds: int = 60
+    # None: by environment (off in prod); see docs_enabled.
+    docs: bool | None = None
+    # Empty: uvicorn ignores X-Forwarded-* from everyone.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_key(self.jwt_algorithm, self.jwt_key, source="jwt_key")
+        if not MIN_TOKEN_LIFETIME <= self.jwt_max_lifetime_seconds <= MAX_TOKEN_LIFETIME:
+            raise ValueError(
+                f"jwt_max_lifetime_seconds must be {MIN_TOKEN_LIFETIME}-{MAX_TOKEN_LIFETIME}"
+            )
+        if not 1 <= self.caller_rate_limit <= MAX_RATE_LIMIT:
+            raise ValueError(f"caller_rate_limit must be 1-{MAX_RATE_LIMIT}")
+        if not 1 <= self.audit_window_seconds <= MAX_AUDIT_WINDOW:
+            raise ValueError(f"audit_window_seconds must be 1-{MAX_AUDIT_WINDOW}")
+        for entry in self.forwarded_allow_ips:
+            check_proxy(entry)
         if not self.jwt_audience or not self.jwt_issuer:
             raise ValueError("jwt_audience and jwt_issuer must not be empty")
         if not 0 <= self.jwt_leeway_seconds <= MAX_LEEWAY_SECONDS:
@@ -96,6 +144,16 @@ class ApiSettings:
     @property
     def custom_domains(self) -> bool:
         return self.edition is Edition.ENTERPRISE
+
+    def docs_enabled(self, environment: str) -> bool:
+        """Serve /docs and /openapi.json? Unless configured: everywhere but in prod."""
+        if self.docs is not None:
+            return self.docs
+        return environment != PRODUCTION_ENVIRONMENT
+
+    @property
+    def proxy_headers(self) -> bool:
+        return bool(self.forwarded_allow_ips)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -148,21 +206,43 @@ class ApiSettings:
                 env, "PORTAL_DOMAINS_API_RATE_LIMIT", 10, 1, MAX_RATE_LIMIT
             ),
             roles=roles,
+            jwt_max_lifetime_seconds=bounded_int(
+                env,
+                "PORTAL_DOMAINS_JWT_MAX_LIFETIME_SECONDS",
+                86_400,
+                MIN_TOKEN_LIFETIME,
+                MAX_TOKEN_LIFETIME,
+            ),
+            caller_rate_limit=bounded_int(
+                env, "PORTAL_DOMAINS_API_CALLER_RATE_LIMIT", 30, 1, MAX_RATE_LIMIT
+            ),
+            audit_window_seconds=bounded_int(
+                env, "PORTAL_DOMAINS_API_AUDIT_WINDOW_SECONDS", 60, 1, MAX_AUDIT_WINDOW
+            ),
+            docs=_switch(env, "PORTAL_DOMAINS_API_DOCS"),
+            forwarded_allow_ips=_proxies(env, "PORTAL_DOMAINS_API_FORWARDED_ALLOW_IPS"),
         )
 
 
 def check_key(algorithm: Algorithm, key: str, *, source: str) -> None:
     """Raise ValueError (naming `source`) unless `key` suits `algorithm`."""
     if algorithm == "HS256":
-        if "-----BEGIN" in key:
+        if "-----BEGIN" in key or "-----END" in key or _is_der_key(key):
+            # A public key as the HMAC secret lets anyone who has the public key
+            # sign tokens (algorithm confusion), with or without the PEM header.
             raise ValueError(
-                f"{source} holds a PEM key, but HS256 needs a shared secret; set "
+                f"{source} holds a PEM key or certificate, but HS256 needs a shared secret; set "
                 "PORTAL_DOMAINS_JWT_ALGORITHM=RS256 or ES256 for public keys"
             )
         if len(key.encode()) < MIN_HMAC_KEY_BYTES:
             raise ValueError(
                 f"{source}: the HS256 secret must be at least {MIN_HMAC_KEY_BYTES} bytes "
                 "(e.g. `openssl rand -hex 32`)"
+            )
+        if hmac_key_bits(key) < MIN_HMAC_KEY_BITS or _is_periodic(key):
+            raise ValueError(
+                f"{source}: the HS256 secret is too predictable (repeated characters or a "
+                "repeated pattern); generate one with `openssl rand -hex 32`"
             )
         return
     if "PRIVATE KEY-----" in key:
@@ -185,6 +265,84 @@ def check_key(algorithm: Algorithm, key: str, *, source: str) -> None:
         isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1)
     ):
         raise ValueError(f"{source}: ES256 needs an EC public key on curve P-256")
+
+
+def hmac_key_bits(key: str) -> float:
+    """An upper estimate of a secret's entropy: its length times its character entropy."""
+    counts = Counter(key)
+    total = len(key)
+    if total == 0:
+        return 0.0
+    return -total * sum(n / total * math.log2(n / total) for n in counts.values())
+
+
+def _is_periodic(key: str) -> bool:
+    # "password" * 4 has a fair character entropy but is one short word repeated.
+    size = len(key)
+    return any(
+        key == key[:period] * (size // period)
+        for period in range(1, size // 2 + 1)
+        if size % period == 0
+    )
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def _is_der_key(key: str) -> bool:
+    """Is `key` the base64 body of a PEM key or certificate, its header stripped?"""
+    compact = "".join(key.split())
+    if len(compact) < 64 or not _BASE64.fullmatch(compact):
+        return False
+    try:
+        der = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if not der.startswith(b"\x30"):  # every key and certificate is an ASN.1 SEQUENCE
+        return False
+    loaders = (
+        load_der_public_key,
+        lambda data: load_der_private_key(data, password=None),
+        x509.load_der_x509_certificate,
+    )
+    for load in loaders:
+        try:
+            load(der)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+        return True
+    return False
+
+
+def check_proxy(entry: str) -> None:
+    """Raise ValueError unless `entry` is `*`, an IP address or a network."""
+    if entry == "*":
+        return
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"forwarded_allow_ips entry {entry!r} is not an IP address, a network or *"
+        ) from None
+
+
+def _switch(env: Mapping[str, str], key: str) -> bool | None:
+    value = env.get(key)
+    if value is None or value == "":
+        return None
+    if value not in ("on", "off"):
+        raise SettingsError(f"{key}={value!r}: expected on or off")
+    return value == "on"
+
+
+def _proxies(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    entries = tuple(part.strip() for part in (env.get(key) or "").split(",") if part.strip())
+    for entry in entries:
+        try:
+            check_proxy(entry)
+        except ValueError as exc:
+            raise SettingsError(f"{key}: {exc}") from None
+    return entries
 
 
 def _read_key(env: Mapping[str, str]) -> tuple[str, str]:

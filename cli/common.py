@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -13,13 +15,14 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from cli import output
 from cli.exit_codes import CliError, ExitCode
 from core.errors import PortalDomainsError
 from core.settings import Settings
 from db import migrate
 from db.service import DomainService
 from db.session import make_engine, make_session_factory
-from reconciler.wiring import workflow_hook
+from reconciler.wiring import signal_dispatcher, workflow_hook
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +66,37 @@ def display_url(url: str) -> str:
         return "<invalid database URL>"
 
 
+# `kind:name`, e.g. operator:alice or ticket:OPS-42; a bare name means operator:<name>.
+_ACTOR = re.compile(r"(?:[a-z][a-z0-9_-]{0,31}:)?[A-Za-z0-9][A-Za-z0-9._@+/-]{0,127}")
+# Kinds the API and the reconciler write: an operator must not pose as a tenant's user.
+RESERVED_ACTOR_KINDS = frozenset({"user", "anonymous", "reconciler"})
+
+
+def parse_actor(raw: str) -> str:
+    """The audit actor `--actor` names (argparse type): refused if it could pose as another."""
+    if not _ACTOR.fullmatch(raw):
+        raise argparse.ArgumentTypeError(
+            f"{raw[:80]!r} is not an actor: use NAME or KIND:NAME (letters, digits, . _ @ + / -; "
+            "e.g. alice or ticket:OPS-42)"
+        )
+    kind, sep, _ = raw.partition(":")
+    if not sep:
+        return f"operator:{raw}"
+    if kind in RESERVED_ACTOR_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"{kind}: is recorded by the API and the reconciler only; an operator records as "
+            "operator:NAME or another KIND:NAME"
+        )
+    return raw
+
+
 def actor_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", help="who to record in the audit log (default: operator:$USER)")
+    parser.add_argument(
+        "--actor",
+        type=parse_actor,
+        help="who to record in the audit log: NAME (operator:NAME) or KIND:NAME "
+        "(default: operator:$USER)",
+    )
 
 
 def actor_of(args: argparse.Namespace) -> str:
@@ -81,16 +113,37 @@ def actor_of(args: argparse.Namespace) -> str:
 
 
 @contextmanager
-def operator_service(settings: Settings) -> Iterator[DomainService]:
+def operator_service(settings: Settings, *, deliver: bool = True) -> Iterator[DomainService]:
     """The domain service for a CLI command; changes start workflows when configured."""
     migrate.require_current_schema(settings.database_url)
     engine = make_engine(settings.database_url)
-    hook = None
-    if settings.start_workflows:
-        hook = workflow_hook(settings)
+    service = DomainService(
+        make_session_factory(engine),
+        base_domain=settings.base_domain,
+        on_committed=workflow_hook(settings) if settings.start_workflows else None,
+        outbox=settings.start_workflows,
+    )
     try:
-        yield DomainService(
-            make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
-        )
+        yield service
+        if settings.start_workflows and deliver:
+            _deliver_queued_signals(settings, service)
     finally:
         engine.dispose()
+
+
+def _deliver_queued_signals(settings: Settings, service: DomainService) -> None:
+    """One outbox pass before the command ends, so the workflow starts right away.
+
+    The change is saved and its signal queued whatever happens here; if Temporal
+    does not answer within a few seconds, the worker's dispatcher delivers it.
+    """
+    if not service.due_signals(limit=1):
+        return
+    report = asyncio.run(
+        signal_dispatcher(settings, service, connect_timeout=3, rpc_timeout=3).dispatch_once()
+    )
+    if report.error:
+        output.progress(
+            f"saved; the workflow signal is queued ({report.error}); "
+            "`portal-domains worker` delivers it when Temporal answers"
+        )

@@ -127,6 +127,16 @@ def _register_domains(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     json_flag(expire)
     expire.set_defaults(handler=guarded(_cmd_expire))
 
+    signals = d_sub.add_parser(
+        "signals",
+        help="workflow signals queued in the outbox, not yet delivered to Temporal",
+        description="Each change queues its workflow signal with it (the outbox); the worker "
+        "and the API server deliver them. What is listed here is waiting for Temporal: "
+        "attempts and the last error say why.",
+    )
+    json_flag(signals)
+    signals.set_defaults(handler=guarded(_cmd_signals))
+
 
 def _tenant_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant", required=True, help="the tenant id (UUID)")
@@ -275,6 +285,36 @@ def _cmd_expire(args: argparse.Namespace, settings: Settings) -> int:
         output.line(f"{len(expired)} unverified claim(s) expired")
         for tenant in expired:
             output.line(f"  {tenant}")
+    return 0
+
+
+def _cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
+    with operator_service(settings, deliver=False) as service:
+        queued = service.queued_signals()
+    if args.json:
+        output.emit_json(
+            {
+                "queued": [
+                    {
+                        "tenant_id": str(q.tenant_id),
+                        "signal": q.signal,
+                        "queued_at": q.queued_at.isoformat(),
+                        "attempts": q.attempts,
+                        "next_attempt_at": q.next_attempt_at.isoformat(),
+                        "last_error": q.last_error,
+                    }
+                    for q in queued
+                ]
+            }
+        )
+        return 0
+    output.line(f"{len(queued)} workflow signal(s) queued")
+    for q in queued:
+        reason = f"; last error: {q.last_error}" if q.last_error else ""
+        output.line(
+            f"  {q.tenant_id} {q.signal} queued {q.queued_at.isoformat()}, "
+            f"{q.attempts} attempt(s), next {q.next_attempt_at.isoformat()}{reason}"
+        )
     return 0
 
 

@@ -15,7 +15,18 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from cli import db as db_commands
-from cli import dev_cluster, doctor, domains, importer, output, policy, serve, stack, worker
+from cli import (
+    dev_cluster,
+    doctor,
+    domains,
+    gitops,
+    importer,
+    output,
+    policy,
+    serve,
+    stack,
+    worker,
+)
 from cli.exit_codes import CliError, ExitCode, exit_code_for
 from core.errors import PortalDomainsError
 from core.settings import Settings
@@ -24,7 +35,18 @@ from reconciler.wiring import temporal_client_opened
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 # One entry per command group, in the order `--help` lists them.
-GROUPS = (domains, importer, db_commands, stack, worker, policy, serve, dev_cluster, doctor)
+GROUPS = (
+    domains,
+    importer,
+    db_commands,
+    stack,
+    gitops,
+    worker,
+    policy,
+    serve,
+    dev_cluster,
+    doctor,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

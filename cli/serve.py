@@ -14,6 +14,7 @@ import uvicorn
 from api.app import create_app
 from api.auth import mint_dev_token
 from api.settings import ApiSettings
+from api.web import WebSettings
 from cli import output
 from cli.exit_codes import CliError, ExitCode
 from core.canonical import TenantIdError, parse_tenant_id
@@ -21,7 +22,8 @@ from core.settings import Settings
 from db import migrate
 from db.service import DomainService
 from db.session import make_engine, make_session_factory
-from reconciler.wiring import workflow_hook
+from reconciler.outbox import BackgroundDispatcher
+from reconciler.wiring import signal_dispatcher, workflow_hook
 
 logger = logging.getLogger(__name__)
 
@@ -69,21 +71,40 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port {args.port} is out of range (1-65535)", ExitCode.INVALID_INPUT)
     api = ApiSettings.from_env()
+    web = WebSettings.from_env(api)
     try:
         migrate.require_current_schema(settings.database_url)
     except migrate.SchemaNotReady as exc:
         raise CliError(str(exc)) from exc
     engine = make_engine(settings.database_url)
-    hook = None
-    if settings.start_workflows:
-        hook = workflow_hook(settings)
+    # Changes queue their workflow signal in their own transaction (the outbox); a
+    # dispatcher thread with one shared client delivers it, so no request waits
+    # for Temporal (slow, down or unreachable).
+    dispatchers: list[BackgroundDispatcher] = []  # bound once the service exists
+
+    def wake_dispatcher() -> None:
+        for dispatcher in dispatchers:
+            dispatcher.nudge()
+
     service = DomainService(
-        make_session_factory(engine), base_domain=settings.base_domain, on_committed=hook
+        make_session_factory(engine),
+        base_domain=settings.base_domain,
+        on_committed=workflow_hook(settings, deliver=wake_dispatcher)
+        if settings.start_workflows
+        else None,
+        outbox=settings.start_workflows,
     )
-    app = create_app(settings=settings, api=api, service=service)
+    background = None
+    if settings.start_workflows:
+        background = BackgroundDispatcher(signal_dispatcher(settings, service))
+        dispatchers.append(background)
+        background.start()
+    app = create_app(settings=settings, api=api, service=service, web=web)
     output.progress(
-        f"serving the REST API on http://{args.host}:{args.port} ({api.edition} edition, "
-        f"{api.jwt_algorithm} tokens, workflows {'on' if hook else 'off'}); Ctrl-C stops it"
+        f"serving the REST API and /portal/settings/domain on http://{args.host}:{args.port} "
+        f"({api.edition} edition, "
+        f"{api.jwt_algorithm} tokens, workflows {'on' if background else 'off'}); "
+        "Ctrl-C stops it"
     )
     try:
         uvicorn.run(
@@ -92,8 +113,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             log_level="debug" if getattr(args, "verbose", False) else "info",
             server_header=False,
+            # X-Forwarded-For/-Proto only from the proxies PORTAL_DOMAINS_API_FORWARDED_ALLOW_IPS
+            # names; uvicorn would otherwise trust 127.0.0.1 (or $FORWARDED_ALLOW_IPS).
+            proxy_headers=api.proxy_headers,
+            forwarded_allow_ips=list(api.forwarded_allow_ips) or None,
         )
     finally:
+        if background is not None:
+            background.stop()
         engine.dispose()
     return 0
 

@@ -51,7 +51,7 @@ def _stack(args: argparse.Namespace, settings: Settings) -> EnvironmentStack:
         config = load_stack_config(args.env)
     except ConfigError as err:
         raise CliError(str(err), exit_code=ExitCode.INVALID_INPUT) from err
-    penv = pulumi_environment(work_dir=settings.work_dir)
+    penv = pulumi_environment(work_dir=settings.work_dir, environment=args.env)
     if penv.toolchain.executable("pulumi") is None:
         raise CliError("no Pulumi CLI found: run scripts/setup.sh", exit_code=ExitCode.UNAVAILABLE)
     return EnvironmentStack(penv, config, work_dir=settings.work_dir)
@@ -157,7 +157,16 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     stack = _stack(args, settings)
     files = render_files(stack.state_objects(), environment=stack.stack_name)
     target = Path(args.out) / stack.config.manifest_root
-    result = sync_directory(files, target)
+    try:
+        result = sync_directory(files, target)
+    except FileExistsError as err:
+        # A same-named file portal-domains did not write: never overwritten here.
+        raise CliError(
+            f"{err}; move it away or export into another --out directory "
+            "(nm-kube-config itself adopts such files: `portal-domains gitops adopt "
+            f"--env {args.env} --dry-run`)",
+            ExitCode.REFUSED,
+        ) from err
     validation = None
     if kubeconfig is not None:
         exported = sorted(target / name for name in [*result.written, *result.unchanged])
@@ -333,6 +342,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         output.line(outcome.message)
         if outcome.commit:
             output.line(f"committed {outcome.commit[:12]} ({', '.join(outcome.changed_slugs)})")
+        for line in outcome.adoption:
+            output.line(line)
     if not outcome.ok:
         raise CliError(f"the reconcile failed: {outcome.message}", ExitCode.FAILED)
     return 0
@@ -424,6 +435,7 @@ def _reconcile_local(args: argparse.Namespace, settings: Settings) -> int:
                 "commit": published.commit if published else None,
                 "changed_files": list(published.changed_slugs) if published else [],
                 "remote": remote,
+                "adoption": list(report.adoption),
             }
         )
     else:
@@ -435,6 +447,8 @@ def _reconcile_local(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             output.line(f"nm-kube-config already up to date ({remote})")
+        for line in report.adoption:
+            output.line(line)
     return 0
 
 

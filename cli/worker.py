@@ -15,7 +15,7 @@ from loopback.acme import AcmeError
 from loopback.cluster import ClusterError
 from loopback.cluster_demo import run_cluster_demo
 from loopback.demo import run_demo
-from reconciler.wiring import build_runtime, connect
+from reconciler.wiring import build_runtime, connect, signal_dispatcher
 from reconciler.worker import make_worker, resume_registrations
 
 
@@ -35,15 +35,21 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # The outbox's signals (queued by the API and the CLI) go out through this
+    # process's client as well, so a change reaches its workflow even when no API
+    # server runs.
+    dispatcher = signal_dispatcher(settings, runtime.deps.domains, client=client)
     async with make_worker(runtime):
         resumed = await resume_registrations(runtime)
+        delivering = asyncio.create_task(dispatcher.run(stop))
         output.progress(
             f"worker: task queue {settings.task_queue} on {settings.temporal_address} "
             f"({settings.environment}); {resumed} registration workflow(s) ensured; "
-            "SIGTERM stops it cleanly"
+            "delivering queued workflow signals; SIGTERM stops it cleanly"
         )
         await stop.wait()
         output.progress("worker: stopping (finishing in-flight tasks)")
+        await delivering
     analytics.shutdown()
     tracer_provider.shutdown()
 

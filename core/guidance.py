@@ -203,6 +203,20 @@ _MATRIX: dict[DomainStatus, _Entry] = {
     ),
 }
 
+# An active domain whose last periodic re-check found the CNAME pointing elsewhere:
+# visitors whose resolvers still cache the old answer reach it, but not for long.
+_CNAME_LOST = _Entry(
+    tone="warning",
+    title="CNAME record changed",
+    actions=(A.REFRESH, A.REMOVE),
+    next_step=(
+        "Your client portal at https://{domain} is at risk: at the last check {domain} no "
+        "longer points to {canonical}. Restore the CNAME record below at your DNS provider, "
+        "then use Refresh to check again; visitors may not reach the portal until you do."
+    ),
+    polling=False,
+)
+
 _NO_DOMAIN = _Entry(
     tone="neutral",
     title="No custom domain",
@@ -285,13 +299,16 @@ def guidance_for(
     custom_domains: bool = True,
     ttl: int = DEFAULT_TTL,
     challenge_target: str | None = None,
+    cname_lost: bool = False,
 ) -> Guidance:
     """Guidance for a tenant whose domain is in `status` (None: no domain requested).
 
     `custom_domains=False` (the community edition) offers no action and only the
     default portal address, whatever the status. `challenge_target`: where the
     `_acme-challenge` CNAME points when the environment issues by DNS-01
-    delegation (StackConfig.challenge_delegation), None with HTTP-01.
+    delegation (StackConfig.challenge_delegation), None with HTTP-01. `cname_lost`:
+    the last re-check of an active domain found its CNAME wrong
+    (core.records.cname_lost), which is a warning, not a green banner.
     """
     if ttl <= 0:
         raise ValueError(f"ttl must be positive, got {ttl}")
@@ -301,6 +318,8 @@ def guidance_for(
         entry = _COMMUNITY
     elif status is None:
         entry = _NO_DOMAIN
+    elif status is S.ACTIVE and cname_lost:
+        entry = _CNAME_LOST
     else:
         entry = _MATRIX[status]
     dns = DnsInstructions(

@@ -46,6 +46,14 @@ class Settings:
     debounce_seconds: float
     start_workflows: bool  # after-commit hook signals Temporal (CLI/API)
     heartbeat_timeout_seconds: float
+    # The worker skips the engine when nothing changed, but runs every stack in
+    # full at least this often (catches drift the drift check cannot see).
+    full_pass_minutes: int = 60
+    # nm-kube-config credentials outside the URL (adapters.gitops.GitSettings).
+    gitops_token_file: Path | None = None
+    gitops_username: str = "x-access-token"
+    gitops_ssh_key: Path | None = None
+    gitops_ssh_known_hosts: Path | None = None
     # Where Pulumi.<env>.yaml files are read from: the repository's own unless
     # a deployment (or `demo --cluster`) keeps its stack files elsewhere.
     stack_config_dir: Path = REPO_ROOT
@@ -96,8 +104,18 @@ class Settings:
                 bounded_int(env, "PORTAL_DOMAINS_HEARTBEAT_TIMEOUT_SECONDS", 60)
             ),
             start_workflows=_choice(env, "PORTAL_DOMAINS_START_WORKFLOWS", ("on", "off")) == "on",
+            full_pass_minutes=bounded_int(env, "PORTAL_DOMAINS_FULL_PASS_MINUTES", 60, 0, 10080),
+            gitops_token_file=_optional_path(env, "PORTAL_DOMAINS_GITOPS_TOKEN_FILE"),
+            gitops_username=env.get("PORTAL_DOMAINS_GITOPS_USERNAME") or "x-access-token",
+            gitops_ssh_key=_optional_path(env, "PORTAL_DOMAINS_GITOPS_SSH_KEY"),
+            gitops_ssh_known_hosts=_optional_path(env, "PORTAL_DOMAINS_GITOPS_SSH_KNOWN_HOSTS"),
             stack_config_dir=Path(env.get("PORTAL_DOMAINS_STACK_CONFIG_DIR") or REPO_ROOT),
         )
+
+
+def _optional_path(env: Mapping[str, str], key: str) -> Path | None:
+    raw = env.get(key)
+    return Path(raw) if raw else None
 
 
 def bounded_int(

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.status import DomainStatus
-from db.models import HOLDING_STATUSES, PortalDomain, PortalDomainAudit
+from db.models import HOLDING_STATUSES, PortalDomain, PortalDomainAudit, PortalDomainOutbox
 
 
 def row_of(session: Session, tenant_id: UUID) -> PortalDomain | None:
@@ -162,3 +162,61 @@ def set_synced_versions(session: Session, versions: Mapping[str, str]) -> int:
         assert isinstance(result, CursorResult)
         updated += result.rowcount
     return updated
+
+
+# ------------------------------------------------------------------ the outbox
+
+
+def add_signal(session: Session, tenant_id: UUID, signal: str, now: datetime) -> None:
+    session.add(
+        PortalDomainOutbox(tenant_id=tenant_id, signal=signal, created_at=now, next_attempt_at=now)
+    )
+
+
+def due_signals(session: Session, now: datetime, limit: int) -> list[PortalDomainOutbox]:
+    """Rows of the tenants that have a signal due, oldest tenant first, every row of each.
+
+    A tenant is due when any of its rows is (a new change is not held back by an
+    older deferred one); all its rows come back so the
+    caller can collapse them into one delivery (the last signal wins).
+    """
+    due_tenants = (
+        select(PortalDomainOutbox.tenant_id)
+        .group_by(PortalDomainOutbox.tenant_id)
+        .having(func.min(PortalDomainOutbox.next_attempt_at) <= now)
+        .order_by(func.min(PortalDomainOutbox.id))
+        .limit(limit)
+    ).subquery()
+    return list(
+        session.scalars(
+            select(PortalDomainOutbox)
+            .where(PortalDomainOutbox.tenant_id.in_(select(due_tenants.c.tenant_id)))
+            .order_by(PortalDomainOutbox.id)
+        )
+    )
+
+
+def delete_signals(session: Session, tenant_id: UUID, up_to_id: int) -> int:
+    result = session.execute(
+        delete(PortalDomainOutbox).where(
+            PortalDomainOutbox.tenant_id == tenant_id, PortalDomainOutbox.id <= up_to_id
+        )
+    )
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+def defer_signals(
+    session: Session, tenant_id: UUID, up_to_id: int, *, retry_at: datetime, error: str
+) -> None:
+    session.execute(
+        update(PortalDomainOutbox)
+        .where(PortalDomainOutbox.tenant_id == tenant_id, PortalDomainOutbox.id <= up_to_id)
+        .values(
+            attempts=PortalDomainOutbox.attempts + 1, next_attempt_at=retry_at, last_error=error
+        )
+    )
+
+
+def outbox_rows(session: Session) -> list[PortalDomainOutbox]:
+    return list(session.scalars(select(PortalDomainOutbox).order_by(PortalDomainOutbox.id)))

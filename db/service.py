@@ -26,7 +26,11 @@ Idempotence and retries
   it refreshes `status_message`, `last_checked_at` and (if given)
   `verification_details` without bumping `version` or calling the hook, so a
   poller may repeat it freely; an audit row is written only when the message
-  or details changed. When the row is not in A it raises StaleStatus.
+  or details changed (check times and TTLs aside). When the row is not in A it
+  raises StaleStatus.
+- `details` are merged into `verification_details` key by key (core.records:
+  one part per check), so a check that fails replaces its own part only. The
+  first write after a request or replacement also stamps `requested_at`.
 - `version` counts changes of status or hostname (what the reconciler acts on).
 
 Hostname lifecycle
@@ -72,7 +76,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from core.canonical import canonical_host, certificate_secret_name, choose_prefix
 from core.config import ACME_CHALLENGE_LABEL
 from core.hostnames import HostnameError, normalize_base_domain, normalize_hostname
-from core.records import DomainRecord
+from core.records import REQUESTED_AT, DomainRecord, merge_details, without_check_times
 from core.status import DEPLOYABLE, DomainStatus, check_transition
 from core.text import safe_text, safe_value
 from db import repository as repo
@@ -172,6 +176,8 @@ class DomainView:
     version: int
     created_at: datetime
     updated_at: datetime
+    # When the current hostname was requested (None for rows from before it was kept).
+    requested_at: datetime | None = None
 
     def to_record(self) -> DomainRecord:
         return DomainRecord(
@@ -200,6 +206,7 @@ class DomainView:
             "version": self.version,
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
+            "requested_at": _iso(self.requested_at),
         }
 
 
@@ -215,6 +222,27 @@ class AuditEntry:
     status_after: DomainStatus | None
     outcome: str
     detail: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PendingSignal:
+    """One tenant's queued workflow signals, collapsed into the one to deliver."""
+
+    tenant_id: UUID
+    signal: Literal["refresh", "remove"]
+    up_to_id: int  # the newest row this delivery covers
+    attempts: int
+    queued_at: datetime
+
+
+@dataclass(frozen=True)
+class QueuedSignal:
+    tenant_id: UUID
+    signal: str
+    queued_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
 
 
 def _utcnow() -> datetime:
@@ -263,10 +291,17 @@ class DomainService:
         on_committed: Callable[[DomainChange], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         challenge_zone: str | None = None,
+        outbox: bool = False,
     ) -> None:
         """`challenge_zone`: the environment's DNS-01 delegation zone (acmeDns01Zone) when
-        it issues by delegation, so the first status message names both records."""
+        it issues by delegation, so the first status message names both records.
+
+        `outbox`: each change the reconciler must hear about (request, replace,
+        refresh, disable, expiry, import) also writes a workflow signal to
+        portal_domain_outbox in the same transaction; reconciler.outbox delivers it.
+        """
         self._sessions = session_factory
+        self._outbox = outbox
         self._base_domain = normalize_base_domain(base_domain)
         self._challenge_zone = challenge_zone
         self._on_committed = on_committed
@@ -343,6 +378,7 @@ class DomainService:
                         row.updated_at = self._clock()
                         session.flush()
                     self._audit_row(session, row, DomainAction.REFRESH, actor, before, "ok")
+                    self._enqueue(session, tenant_id, DomainAction.REFRESH)
                 view = _view(row)
         if view is None:
             raise DomainNotFound(tenant_id)
@@ -362,6 +398,7 @@ class DomainService:
             else:
                 found = True
                 before = row.status
+                self._enqueue(session, tenant_id, DomainAction.DISABLE)
                 if before is DomainStatus.DISABLED:
                     self._audit_row(session, row, DomainAction.DISABLE, actor, before, "noop")
                 else:
@@ -413,7 +450,8 @@ class DomainService:
             else:
                 raise_not_found = False
                 before = row.status
-                old = (row.status_message, copy.deepcopy(row.verification_details))
+                old = (row.status_message, without_check_times(row.verification_details))
+                merged = _merged_details(row, details)
                 held_elsewhere = False
                 try:
                     # A savepoint, so a refused write leaves the transaction
@@ -425,7 +463,7 @@ class DomainService:
                             expected_status=expected_status,
                             new_status=new_status,
                             message=message,
-                            details=details,
+                            details=merged,
                             expected_version=expected_version,
                         )
                 except IntegrityError:
@@ -461,7 +499,8 @@ class DomainService:
                     )
                 elif updated:
                     session.refresh(row)
-                    if transition or (row.status_message, row.verification_details) != old:
+                    new = (row.status_message, without_check_times(row.verification_details))
+                    if transition or new != old:
                         self._audit_row(
                             session,
                             row,
@@ -599,6 +638,7 @@ class DomainService:
                         "last_updated_at": last_update.isoformat(),
                     },
                 )
+                self._enqueue(session, row.tenant_id, DomainAction.EXPIRE)
                 expired.append(_view(row))
         for view in expired:
             try:
@@ -610,22 +650,34 @@ class DomainService:
     def audit_denied(
         self,
         tenant_id: UUID,
-        action: DomainAction,
+        action: str,
         actor: str,
         *,
         domain: str | None = None,
         reason: str,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record an attempt refused before reaching the service (e.g. by RBAC)."""
+        """Record an attempt refused before reaching the service (e.g. by RBAC).
+
+        `action` is a DomainAction or what was refused before any (`read`,
+        `audit`, `authenticate`); `detail` adds to the reason (who asked: the
+        caller's tenant, role and issuer; how many identical refusals the row stands for).
+        """
         _check_actor(actor)
-        self._audit_alone(
-            tenant_id=tenant_id,
-            action=action,
-            actor=actor,
-            domain=domain,
-            outcome="denied",
-            detail={"reason": reason},
-        )
+        if not action or len(action) > 32:
+            raise ValueError(f"action must be 1-32 characters, got {action!r}")
+        with self._sessions.begin() as session:
+            session.add(
+                PortalDomainAudit(
+                    occurred_at=self._clock(),
+                    actor=safe_text(actor),
+                    tenant_id=tenant_id,
+                    action=str(action),
+                    domain=safe_text(domain) if domain is not None else None,
+                    outcome="denied",
+                    detail=safe_value({**(detail or {}), "reason": reason}),
+                )
+            )
 
     def record_removals(
         self, present: Collection[str], *, environment: str, commit: str | None
@@ -748,6 +800,7 @@ class DomainService:
                 "canonical_host": legacy.canonical_host,
             },
         )
+        self._enqueue(session, legacy.tenant_id, DomainAction.IMPORT)
         return ImportOutcome(result="imported")
 
     def record_synced_versions(self, versions: Mapping[str, str]) -> int:
@@ -758,6 +811,60 @@ class DomainService:
         """
         with self._sessions.begin() as session:
             return repo.set_synced_versions(session, versions)
+
+    # ------------------------------------------------------------------ outbox
+
+    def due_signals(self, *, limit: int = 100) -> builtins.list[PendingSignal]:
+        """Workflow signals to deliver now, one per tenant (its rows collapsed: the last
+        signal wins, since the workflow reads the row itself and only needs waking)."""
+        with self._sessions() as session:
+            rows = repo.due_signals(session, self._clock(), limit)
+        pending: dict[UUID, PendingSignal] = {}
+        for row in rows:  # ordered by id
+            first = pending.get(row.tenant_id)
+            pending[row.tenant_id] = PendingSignal(
+                tenant_id=row.tenant_id,
+                signal="remove" if row.signal == "remove" else "refresh",
+                up_to_id=row.id,
+                attempts=max(row.attempts, first.attempts if first else 0),
+                queued_at=first.queued_at if first else row.created_at,
+            )
+        return builtins.list(pending.values())
+
+    def signal_delivered(self, pending: PendingSignal) -> None:
+        """Forget the tenant's rows up to the delivered one (later ones stay queued)."""
+        with self._sessions.begin() as session:
+            repo.delete_signals(session, pending.tenant_id, pending.up_to_id)
+
+    def signal_failed(self, pending: PendingSignal, error: str, retry_in: timedelta) -> None:
+        with self._sessions.begin() as session:
+            repo.defer_signals(
+                session,
+                pending.tenant_id,
+                pending.up_to_id,
+                retry_at=self._clock() + retry_in,
+                error=safe_text(error)[:500],
+            )
+
+    def queued_signals(self) -> builtins.list[QueuedSignal]:
+        """Everything in the outbox (for operators and tests)."""
+        with self._sessions() as session:
+            return [
+                QueuedSignal(
+                    tenant_id=row.tenant_id,
+                    signal=row.signal,
+                    queued_at=row.created_at,
+                    attempts=row.attempts,
+                    next_attempt_at=row.next_attempt_at,
+                    last_error=row.last_error,
+                )
+                for row in repo.outbox_rows(session)
+            ]
+
+    def _enqueue(self, session: Session, tenant_id: UUID, action: DomainAction) -> None:
+        if self._outbox:
+            removal = action in (DomainAction.DISABLE, DomainAction.EXPIRE)
+            repo.add_signal(session, tenant_id, "remove" if removal else "refresh", self._clock())
 
     # ------------------------------------------------------------------- reads
 
@@ -813,12 +920,15 @@ class DomainService:
                 "ok",
                 detail={"canonical_host": row.canonical_host},
             )
+            self._enqueue(session, tenant_id, DomainAction.REQUEST)
             view = _view(row)
             return view, _change(view, DomainAction.REQUEST)
 
         before = row.status
         if row.domain == host and before is not DomainStatus.DISABLED:
             self._audit_row(session, row, DomainAction.REQUEST, actor, before, "noop")
+            # At least once: a repeat is how a lost signal gets delivered.
+            self._enqueue(session, tenant_id, DomainAction.REQUEST)
             view = _view(row)
             return view, _change(view, DomainAction.REQUEST)
 
@@ -839,6 +949,7 @@ class DomainService:
         self._audit_row(
             session, row, action, actor, before, "ok", detail={"previous_domain": previous}
         )
+        self._enqueue(session, tenant_id, action)
         view = _view(row)
         return view, _change(view, action)
 
@@ -971,10 +1082,52 @@ class DomainService:
         outcome: str,
         detail: Mapping[str, Any] | None,
     ) -> None:
-        """An audit row in a transaction of its own (the attempt itself wrote nothing)."""
+        """An audit row in a transaction of its own (the attempt itself wrote nothing).
+
+        If the database refuses the row (input escaping missed something, a value
+        too long for a column), a minimal row is written instead, in a fresh
+        transaction: who, which tenant, what, the outcome, and the error's class.
+        If even that fails (the database is down), its error propagates.
+        """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self._sessions.begin() as session:
+                self._audit(
+                    session, tenant_id, action, actor, outcome=outcome, domain=domain, detail=detail
+                )
+        except SQLAlchemyError as exc:
+            logger.exception(
+                "audit row (%s, %s) for tenant %s was refused; writing a minimal one",
+                action,
+                outcome,
+                tenant_id,
+            )
+            self._audit_minimal(
+                tenant_id=tenant_id, action=action, actor=actor, outcome=outcome, error=exc
+            )
+
+    def _audit_minimal(
+        self,
+        *,
+        tenant_id: UUID,
+        action: DomainAction,
+        actor: str,
+        outcome: str,
+        error: Exception,
+    ) -> None:
+        """The fallback of `_audit_alone`: only fields that cannot carry the bad input."""
         with self._sessions.begin() as session:
-            self._audit(
-                session, tenant_id, action, actor, outcome=outcome, domain=domain, detail=detail
+            session.add(
+                PortalDomainAudit(
+                    occurred_at=self._clock(),
+                    actor=safe_text(actor)[:MAX_ACTOR_LENGTH],
+                    tenant_id=tenant_id,
+                    action=str(action),
+                    domain=None,
+                    outcome=outcome,
+                    detail={"audit_error": type(error).__name__},
+                )
             )
 
     def _audit_claimed(self, tenant_id: UUID, host: str, actor: str) -> None:
@@ -1044,7 +1197,44 @@ def _view(row: PortalDomain) -> DomainView:
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        requested_at=_requested_at(row),
     )
+
+
+def _unstamped_request(row: PortalDomain) -> datetime | None:
+    """The request time of a row not checked since its (new) hostname was requested.
+
+    `request` writes a new or replaced hostname with `updated_at` = now, no
+    `last_checked_at` and fresh details; the first record_status stamps it.
+    """
+    if (
+        REQUESTED_AT in (row.verification_details or {})
+        or row.status != DomainStatus.PENDING_DNS
+        or row.last_checked_at is not None
+    ):
+        return None
+    return row.updated_at
+
+
+def _requested_at(row: PortalDomain) -> datetime | None:
+    stamped = (row.verification_details or {}).get(REQUESTED_AT)
+    if isinstance(stamped, str):
+        try:
+            return datetime.fromisoformat(stamped)
+        except ValueError:
+            return None
+    return _unstamped_request(row)
+
+
+def _merged_details(row: PortalDomain, details: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What record_status writes to verification_details (None: leave them)."""
+    requested = _unstamped_request(row)
+    if details is None and requested is None:
+        return None
+    update = dict(details or {})
+    if requested is not None:
+        update = {REQUESTED_AT: requested.isoformat(), **update}
+    return merge_details(row.verification_details or {}, update)
 
 
 def _audit_entry(row: PortalDomainAudit) -> AuditEntry:

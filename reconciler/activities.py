@@ -5,6 +5,9 @@ PostHog, OpenTelemetry, Temporal); every activity takes one payload dataclass
 and returns one, and is safe to retry:
 - record_status is a conditional write (expected status), so a retry after a
   lost response finds the row already moved and reports it;
+- verify_cname and check_caa also write what they saw into their own part of
+  verification_details (core.records), refreshing last_checked_at: a same-status
+  write conditional on the row's status and version, skipped when it moved on;
 - reconcile_environment recovers a stale stack lock / pending operations left
   by a killed attempt before it runs `up`, and Git publishing starts from a
   clean reset of the worktree, so a second attempt converges on the same state.
@@ -17,9 +20,11 @@ import contextvars
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry.trace import Tracer
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.client import Client
 
@@ -28,8 +33,10 @@ from adapters.gitops import GitOpsError, GitOpsRepo
 from adapters.kube import ISTIO, KubeClient, KubeError, ObjectVersion
 from adapters.telemetry import Analytics, EventName, span
 from adapters.tls import ProbeTarget, check_certificate, probe_https
+from core.config import ACME_CHALLENGE_LABEL
 from core.errors import PortalDomainsError
 from core.manifests import resource_name
+from core.records import CAA_CHECK, CHALLENGE_CHECK, CNAME_CHECK
 from core.status import DomainStatus
 from core.sync import Synced, parse_synced, routing_not_accepted
 from db.errors import DomainNotFound, StaleStatus
@@ -77,6 +84,8 @@ class ActivityDependencies:
     ca_domains: tuple[str, ...] = ("letsencrypt.org",)
     debounce_seconds: float = 2.0
     heartbeat_timeout_seconds: float = 60.0
+    # The engine is skipped while nothing changed, but runs at least this often.
+    full_pass_every: timedelta = timedelta(hours=1)
 
 
 class DomainActivities:
@@ -122,6 +131,7 @@ class DomainActivities:
                 version=view.version,
                 challenge_host=delegation.name if delegation else "",
                 challenge_target=delegation.target if delegation else "",
+                requested_at=view.requested_at.isoformat() if view.requested_at else "",
             )
         )
 
@@ -170,10 +180,26 @@ class DomainActivities:
             stage="verifying_dns",
         ):
             observation = lookup_cname(inp.domain, settings=self.deps.dns)
+        matches = cname_matches(observation, inp.expected)
+        self._record_check(
+            inp.tenant_id,
+            observation.domain,
+            CNAME_CHECK,
+            {
+                "name": observation.domain,
+                "expected": inp.expected,
+                "observed": observation.observed,
+                "ttl": observation.ttl,
+                "checked_at": datetime.now(UTC).isoformat(),
+                "ok": matches,
+                "error": observation.error,
+            },
+        )
         return p.VerifyCnameResult(
-            matches=cname_matches(observation, inp.expected),
+            matches=matches,
             observed=observation.observed,
             error=observation.error,
+            ttl=observation.ttl,
         )
 
     @activity.defn(name=p.CHECK_CAA)
@@ -186,11 +212,52 @@ class DomainActivities:
             stage="verifying_dns",
         ):
             result = check_caa(inp.domain, ca_domains=self.deps.ca_domains, settings=self.deps.dns)
+        self._record_check(
+            inp.tenant_id,
+            inp.domain,
+            CAA_CHECK,
+            {
+                "ok": result.allowed,
+                "message": result.message,
+                "checked_at": datetime.now(UTC).isoformat(),
+                "lookup_failed": result.lookup_failed,
+            },
+        )
         if result.lookup_failed:
             # CAs refuse to issue while CAA cannot be read, but it is usually
             # transient: let Temporal retry instead of failing the domain.
             raise to_application_error(CaaLookupFailed(result.message))
         return p.CheckCaaResult(allowed=result.allowed, message=result.message)
+
+    def _record_check(self, tenant_id: str, name: str, part: str, check: dict[str, Any]) -> None:
+        """Write one check's result into its part of the tenant's verification_details.
+
+        A same-status write (it refreshes last_checked_at, bumps no version) on the
+        row as it was read: a row that moved on meanwhile (another hostname, another
+        status) is left alone. `name` decides the part: a CNAME check of
+        `_acme-challenge.<domain>` is the challenge_cname part.
+        """
+        tenant = uuid.UUID(tenant_id)
+        name = name.rstrip(".").lower()
+        try:
+            view = self.deps.domains.get(tenant)
+            if part == CNAME_CHECK and name == f"{ACME_CHALLENGE_LABEL}.{view.domain}":
+                part = CHALLENGE_CHECK
+            elif name != view.domain:
+                return  # a check of a hostname the tenant no longer has
+            self.deps.domains.record_status(
+                tenant,
+                expected_status=view.status,
+                new_status=view.status,
+                message=view.status_message,
+                details={part: check},
+                expected_version=view.version,
+                actor="reconciler",
+            )
+        except (PortalDomainsError, SQLAlchemyError) as err:
+            # The workflow acts on the check's result, returned either way; a lost
+            # bookkeeping write must not fail the check (its retries are few).
+            activity.logger.warning("%s check of %s not recorded: %s", part, name, err)
 
     # ------------------------------------------------------------------ TLS / HTTPS
     @activity.defn(name=p.CHECK_CERTIFICATE)
@@ -375,6 +442,9 @@ class DomainActivities:
                 record_synced=self.deps.domains.record_synced_versions,
                 # A refused deletion must not stall every other tenant's change.
                 hold_refused=True,
+                # No engine run when the desired state equals the last run's.
+                skip_unchanged=True,
+                full_pass_every=self.deps.full_pass_every,
                 record_removed=lambda present, commit: self.deps.domains.record_removals(
                     present, environment=env, commit=commit
                 ),
@@ -411,7 +481,9 @@ class DomainActivities:
         outcome = p.ReconcileOutcome(
             ok=True,
             message=(
-                f"{env}: {counts['create']} created, {counts['update']} updated, "
+                f"{env}: {report.skipped}"
+                if report.skipped
+                else f"{env}: {counts['create']} created, {counts['update']} updated, "
                 f"{counts['replace']} replaced, {counts['delete']} deleted{held_note}"
             ),
             held_tenants=tuple(held),
@@ -424,6 +496,8 @@ class DomainActivities:
             changed_slugs=published.changed_slugs if published else (),
             deployed_tenants=tuple(report.summary.desired_tenants),
             duration_seconds=report.duration_seconds,
+            adoption=report.adoption,
+            skipped=report.skipped,
         )
         self.deps.analytics.capture(
             "portal_domain.reconciled",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from opentelemetry.trace import Tracer
 from adapters.gitops import GitOpsRepo, PublishResult
 from adapters.kube import KubeClient
 from adapters.telemetry import span
+from core.digest import skip_reason
 from core.drift import drifted_fields
 from core.manifests import desired_documents
 from core.records import DomainRecord
@@ -108,6 +110,11 @@ class ReconcileReport:
     duration_seconds: float
     recovered: tuple[str, ...] = ()
     drift: tuple[Drift, ...] = ()
+    # nm-kube-config files portal-domains did not write, and what the publish did
+    # with each ("adopted <path> (was not written by portal-domains)", ...).
+    adoption: tuple[str, ...] = ()
+    # Why the engine did not run (nothing changed since the last successful run).
+    skipped: str | None = None
 
 
 def reconcile_once(
@@ -123,6 +130,9 @@ def reconcile_once(
     record_synced: Callable[[Mapping[str, str]], object] | None = None,
     hold_refused: bool = False,
     record_removed: Callable[[set[str], str | None], object] | None = None,
+    skip_unchanged: bool = False,
+    full_pass_every: timedelta = timedelta(hours=1),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ReconcileReport:
     """One environment reconcile: rows -> up -> export -> Git (see the module doc).
 
@@ -130,6 +140,9 @@ def reconcile_once(
     rest is applied; RunSummary.held_tenants lists them until an operator confirms.
     `record_removed(slugs still in the stack, commit)` runs once the files are
     published: disabled domains outside the stack are then really removed.
+    `skip_unchanged` (the worker): when the desired state's digest (core.digest)
+    equals the last successful run's, no drift was found and no full pass is due
+    (`full_pass_every` since the last engine run), the engine does not run at all.
     """
     started = time.monotonic()
     env = stack.stack_name
@@ -144,17 +157,29 @@ def reconcile_once(
         if kube is not None:
             with span(tracer, "kubernetes.drift", env=env):
                 drift = detect_drift(stack, kube, records)
-        with span(tracer, "pulumi.up", env=env):
-            summary = stack.up(
-                records,
-                allow_empty=allow_empty,
-                confirm_deletions=confirm_deletions,
-                progress=progress,
-                # Hand-deleted objects come back through the refresh; hand-edited
-                # ones are re-created, since the provider's diff may not see the edit.
-                replace=[d.urn for d in drift if d.fields],
-                hold_refused=hold_refused,
+        digest = stack.desired_digest(records)
+        skipped = None
+        if skip_unchanged and not recover_first and not confirm_deletions and not drift:
+            skipped = skip_reason(
+                stack.last_run(), digest, now=now(), full_pass_every=full_pass_every
             )
+        ran_at = now()
+        if skipped is not None:
+            # No engine run; the files are still exported and published, so a
+            # hand edit in nm-kube-config is repaired all the same.
+            summary = _skipped_summary(stack, records)
+        else:
+            with span(tracer, "pulumi.up", env=env):
+                summary = stack.up(
+                    records,
+                    allow_empty=allow_empty,
+                    confirm_deletions=confirm_deletions,
+                    progress=progress,
+                    # Hand-deleted objects come back through the refresh; hand-edited
+                    # ones are re-created, since the provider's diff may not see the edit.
+                    replace=[d.urn for d in drift if d.fields],
+                    hold_refused=hold_refused,
+                )
         with span(tracer, "export", env=env):
             objects = stack.state_objects()
             files = render_files(objects, environment=env)
@@ -167,6 +192,10 @@ def reconcile_once(
         if record_removed is not None:
             present = {o["slug"] for o in objects}
             record_removed(present, published.commit if published else None)
+        if summary.held_tenants:
+            stack.forget_run()  # the stack still differs from the rows: run next time
+        elif skipped is None:
+            stack.record_run(digest, at=ran_at)
     return ReconcileReport(
         summary=summary,
         files=files,
@@ -174,4 +203,19 @@ def reconcile_once(
         duration_seconds=time.monotonic() - started,
         recovered=recovered,
         drift=tuple(drift),
+        adoption=tuple(step.line() for step in published.adoption) if published else (),
+        skipped=skipped,
+    )
+
+
+def _skipped_summary(stack: EnvironmentStack, records: Sequence[DomainRecord]) -> RunSummary:
+    """The summary of a run whose engine pass was skipped: the stack holds the rows."""
+    desired = sorted(r.prefix for r in records if r.deployable)
+    return RunSummary(
+        environment=stack.stack_name,
+        operation="skipped",
+        counts=dict.fromkeys(("create", "update", "replace", "delete", "same"), 0),
+        tenants=[],
+        desired_tenants=desired,
+        stack_tenants_before=desired,
     )

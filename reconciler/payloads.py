@@ -8,6 +8,7 @@ constants here and the Temporal sandbox stays lean.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.violations import PolicyViolation
 
@@ -77,6 +78,8 @@ class DomainSnapshot:
     # challenge_target ("" with HTTP-01, and in histories from before it).
     challenge_host: str = ""
     challenge_target: str = ""
+    # When the current hostname was requested, ISO 8601 ("" unknown, and in older histories).
+    requested_at: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +100,8 @@ class RecordStatusInput:
     expected_status: str
     new_status: str
     message: str
-    details: dict[str, str] | None = None
+    # Merged into verification_details key by key (core.records): a part is replaced whole.
+    details: dict[str, Any] | None = None
     domain: str | None = None  # the domain the workflow is working on
 
 
@@ -120,6 +124,8 @@ class VerifyCnameResult:
     matches: bool
     observed: str | None
     error: str | None
+    # The CNAME's TTL in seconds (None without one, and in older histories).
+    ttl: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +184,11 @@ class ReconcileOutcome:
     # Deletions a guard refused: left in the stack until an operator confirms.
     held_tenants: tuple[str, ...] = ()
     held_reason: str | None = None
+    # nm-kube-config files portal-domains did not write and what the publish did
+    # with each (adopted, removed as a duplicate, left alone).
+    adoption: tuple[str, ...] = ()
+    # Why the engine did not run (the desired state equals the last run's).
+    skipped: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

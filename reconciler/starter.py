@@ -1,8 +1,9 @@
 """Start or signal the workflows from outside a worker.
 
-`signal_registration` is the hook the domain service calls after a committed
-request, refresh or disable. Signal-with-start is idempotent: a running
-workflow just gets the signal, a finished or missing one is started with it.
+`signal_registration` wakes a tenant's registration workflow after a committed
+request, refresh or disable (delivered from the outbox by reconciler.outbox).
+Signal-with-start is idempotent: a running workflow just gets the signal, a
+finished or missing one is started with it.
 `reconcile_now` is an operator's (or the demo's) reconcile: an update-with-start
 of the environment workflow, so it joins the worker's queue and can never race
 or cancel the run in flight.
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
@@ -36,6 +38,7 @@ async def signal_registration(
     task_queue: str,
     signal: Signal,
     timings: p.Timings,
+    rpc_timeout: timedelta | None = None,
 ) -> None:
     await client.start_workflow(
         PortalDomainRegistrationWorkflow.run,
@@ -43,6 +46,7 @@ async def signal_registration(
         id=p.registration_workflow_id(tenant_id),
         task_queue=task_queue,
         start_signal=signal,
+        rpc_timeout=rpc_timeout,
     )
 
 

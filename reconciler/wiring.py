@@ -7,10 +7,10 @@ DomainService, an EnvironmentStack or a GitOpsRepo.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
@@ -25,7 +25,7 @@ from db.service import DomainAction, DomainChange, DomainService
 from db.session import make_engine, make_session_factory
 from reconciler.activities import ActivityDependencies, DomainActivities, ProbeSettings
 from reconciler.environment_reconcile import kube_client_for
-from reconciler.starter import Signal, run_sync, signal_registration
+from reconciler.outbox import SignalDispatcher
 from reconciler.timings import timings_for
 from stack.automation import EnvironmentStack
 from stack.config import load_stack_config
@@ -63,7 +63,10 @@ async def connect(settings: Settings, tracer_provider: TracerProvider | None = N
 
 
 def domain_service(
-    settings: Settings, *, hook: Callable[[DomainChange], None] | None = None
+    settings: Settings,
+    *,
+    hook: Callable[[DomainChange], None] | None = None,
+    outbox: bool = False,
 ) -> DomainService:
     engine = make_engine(settings.database_url)
     config = load_stack_config(settings.environment, root=settings.stack_config_dir)
@@ -72,13 +75,8 @@ def domain_service(
         base_domain=settings.base_domain,
         on_committed=hook,
         challenge_zone=config.acme_dns01_zone if config.acme_solver == "dns01" else None,
+        outbox=outbox,
     )
-
-
-def operator_domain_service(settings: Settings) -> DomainService:
-    """The service for the CLI and the API: changes start workflows when the setting says so."""
-    hook = workflow_hook(settings) if settings.start_workflows else None
-    return domain_service(settings, hook=hook)
 
 
 def gitops_remote(settings: Settings) -> str:
@@ -87,7 +85,7 @@ def gitops_remote(settings: Settings) -> str:
 
 
 def environment_stack(settings: Settings, environment: str) -> EnvironmentStack:
-    penv = pulumi_environment(work_dir=settings.work_dir)
+    penv = pulumi_environment(work_dir=settings.work_dir, environment=environment)
     config = load_stack_config(environment, root=settings.stack_config_dir)
     return EnvironmentStack(penv, config, work_dir=settings.work_dir)
 
@@ -100,14 +98,26 @@ def gitops_repo(settings: Settings, environment: str) -> GitOpsRepo:
             remote_url=gitops_remote(settings),
             worktree=settings.gitops_worktree(environment),
             review_branch=config.gitops_review_branch,
+            token_file=settings.gitops_token_file,
+            token_username=settings.gitops_username,
+            ssh_key=settings.gitops_ssh_key,
+            ssh_known_hosts=settings.gitops_ssh_known_hosts,
         )
     )
 
 
 def workflow_hook(
-    settings: Settings, analytics: Analytics | None = None
+    settings: Settings,
+    analytics: Analytics | None = None,
+    *,
+    deliver: Callable[[], None] | None = None,
 ) -> Callable[[DomainChange], None]:
-    """After-commit hook: signal-with-start the tenant's registration workflow."""
+    """After-commit hook of a service with `outbox=True`.
+
+    The change already queued its workflow signal in its own transaction; the hook
+    sends the `portal_domain.requested` event and calls `deliver` (e.g. wakes the
+    process's dispatcher). It never talks to Temporal, so a request never waits for it.
+    """
     events = analytics or Analytics(settings.posthog_api_key, settings.posthog_host)
 
     def hook(change: DomainChange) -> None:
@@ -124,34 +134,34 @@ def workflow_hook(
                     "action": change.action.value,
                 },
             )
-        signal: Signal = "remove" if change.action == DomainAction.DISABLE else "refresh"
-
-        async def send() -> None:
-            client = await asyncio.wait_for(connect(settings), timeout=10)
-            await signal_registration(
-                client,
-                tenant_id=str(change.tenant_id),
-                environment=settings.environment,
-                task_queue=settings.task_queue,
-                signal=signal,
-                timings=timings_for(settings.timings),
-            )
-
-        try:
-            run_sync(send)
-        except (RuntimeError, TimeoutError, OSError) as err:
-            # The change is committed; the worker starts missing workflows when
-            # it starts (resume_registrations), so this is late, not lost.
-            log.warning(
-                "saved, but the workflow for tenant %s was not signalled (%s at %s: %s); "
-                "`portal-domains worker` resumes it when it starts",
-                change.tenant_id,
-                signal,
-                settings.temporal_address,
-                err,
-            )
+        if deliver is not None:
+            deliver()
 
     return hook
+
+
+def signal_dispatcher(
+    settings: Settings,
+    service: DomainService,
+    *,
+    client: Client | None = None,
+    connect_timeout: float = 3.0,
+    rpc_timeout: float = 5.0,
+) -> SignalDispatcher:
+    """The outbox's dispatcher for this process: reuses `client` when it has one."""
+
+    async def client_now() -> Client:
+        return client if client is not None else await connect(settings)
+
+    return SignalDispatcher(
+        service,
+        client_now,
+        environment=settings.environment,
+        task_queue=settings.task_queue,
+        timings=timings_for(settings.timings),
+        connect_timeout=connect_timeout,
+        rpc_timeout=rpc_timeout,
+    )
 
 
 @dataclass
@@ -210,5 +220,6 @@ def build_runtime(
         task_queue=settings.task_queue,
         debounce_seconds=settings.debounce_seconds,
         heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
+        full_pass_every=timedelta(minutes=settings.full_pass_minutes),
     )
     return Runtime(settings=settings, client=client, deps=deps, activities=DomainActivities(deps))

@@ -159,6 +159,22 @@ else
   echo "warning: PostgreSQL server binaries not found; tests against PostgreSQL need them (apt-get install postgresql)" >&2
 fi
 
+# ---------------------------------------------------------------- chromium
+# The browser tests (tests/web) drive Debian's Chromium through chromedriver;
+# never a browser a test tool downloads (the machine has no internet).
+CURRENT_STEP="chromium and chromedriver"
+step "$CURRENT_STEP"
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  echo "Chromium and chromedriver present"
+elif [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "installing chromium and chromium-driver from Debian packages"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
+  [ -x /usr/bin/chromedriver ] || fail "apt-get installed chromium-driver but /usr/bin/chromedriver is missing"
+else
+  echo "warning: /usr/bin/chromium or /usr/bin/chromedriver missing; the browser tests need them (apt-get install chromium chromium-driver)" >&2
+fi
+
 CURRENT_STEP="done"
 trap - EXIT
 step "setup complete in $(( $(date +%s) - STARTED ))s; toolchain: $BIN"

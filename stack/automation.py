@@ -16,17 +16,23 @@ A refused run raises RefusedRun before `up` starts, so it changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import logging
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pulumi import automation as auto
 
 from core.config import StackConfig
+from core.digest import RecordedRun, desired_digest
 from core.errors import ErrorKind, PortalDomainsError
 from core.manifests import desired_state
 from core.records import DomainRecord
@@ -39,6 +45,23 @@ log = logging.getLogger(__name__)
 
 PROJECT = "portal-domains"
 POLICY_PACK = REPO_ROOT / "policies"
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the code that turns rows into resources and checks them.
+
+    Part of the change digest: after an upgrade of the program, the manifests or
+    the policy pack, the next reconcile runs the engine even if no row changed.
+    """
+    digest = hashlib.sha256()
+    for package in ("core", "stack", "policies"):
+        for source in sorted((REPO_ROOT / package).rglob("*.py")):
+            digest.update(str(source.relative_to(REPO_ROOT)).encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 Progress = Callable[[str], None]
 _OPS = ("create", "update", "replace", "delete")
 _REPLACE_OPS = {
@@ -322,6 +345,33 @@ class EnvironmentStack:
         )
         return {"policy_packs": [str(self.policy_pack)], "policy_pack_configs": [str(config_file)]}
 
+    # ------------------------------------------------------------- change digest
+    def desired_digest(self, records: Sequence[DomainRecord]) -> str:
+        """The digest of what `up` would declare for `records` (core.digest)."""
+        return desired_digest(records, self.config, code_fingerprint())
+
+    def _last_run_file(self) -> Path:
+        return self.work_dir / "last-successful-run.json"
+
+    def last_run(self) -> RecordedRun | None:
+        """The digest of the last successful run and when it ran (None: unknown)."""
+        try:
+            return RecordedRun.from_json(json.loads(self._last_run_file().read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def record_run(self, digest: str, *, at: datetime) -> None:
+        """After a successful up and publish: what it declared (written atomically)."""
+        path = self._last_run_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(RecordedRun(digest=digest, full_pass_at=at).to_json()))
+        os.replace(tmp, path)
+
+    def forget_run(self) -> None:
+        """The next reconcile runs the engine whatever the digest says."""
+        self._last_run_file().unlink(missing_ok=True)
+
     def stack_tenants(self) -> list[str]:
         """Slugs of the tenants the stack's state currently holds."""
         return sorted({r["slug"] for r in self.state_objects() if r["slug"] != ISSUER_FILE})
@@ -437,6 +487,7 @@ class EnvironmentStack:
         leaves those tenants in the stack, listed in `held_tenants`, until an
         operator confirms (`confirm_deletions`). The worker holds; the CLI asks.
         """
+        self.forget_run()  # the stack may change: the next reconcile runs the engine
         planned = self._plan(
             records,
             replace=replace,
@@ -540,6 +591,7 @@ class EnvironmentStack:
         In gitops mode there is no cluster to read from: the state is the
         source of truth and a refresh would only fail, so it is skipped.
         """
+        self.forget_run()  # the stack may change: the next reconcile runs the engine
         if self.config.mode == "gitops":
             if progress:
                 progress(f"{self.stack_name}: gitops mode has no cluster; nothing to refresh")
@@ -562,6 +614,7 @@ class EnvironmentStack:
         Only call when no other update of this stack can be running (the
         environment workflow serialises updates, so its own retry qualifies).
         """
+        self.forget_run()  # the stack may change: the next reconcile runs the engine
         done: list[str] = []
         repaired = self._repair_checkpoint_files()
         if repaired:

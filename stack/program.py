@@ -62,6 +62,12 @@ class PortalDomain(pulumi.ComponentResource):
 # - patchForce: these objects are ours; a hand edit takes ownership of the fields
 #   it touched, and without force the next server-side apply would stop on that
 #   conflict instead of restoring what the database says.
+#   It is also what adopts objects that already exist live under our names
+#   (written by hand or by the TypeScript implementation): server-side apply
+#   upserts, so the first `up` patches and takes over the existing object (same
+#   uid) instead of failing or re-creating it; without force it would stop on the
+#   fields the other manager set. No `import` option is needed
+#   (tests/e2e/test_adoption.py).
 # - background deletion: the provider otherwise deletes with foreground
 #   propagation, which waits for the garbage collector to finish the object's
 #   dependents; ours have none worth waiting for (cert-manager's

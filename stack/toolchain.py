@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import ErrorKind, PortalDomainsError
 from core.settings import REPO_ROOT
 
 __all__ = ["REPO_ROOT"]
@@ -131,14 +132,40 @@ class PulumiEnvironment:
         os.environ.update(self.env())
 
 
+class PassphraseRefused(PortalDomainsError):
+    """The production stack would be encrypted with the published development passphrase."""
+
+    code = "insecure_passphrase"
+    kind = ErrorKind.REFUSED
+
+
+# Environments whose stack secrets must not be encrypted with DEV_PASSPHRASE.
+PRODUCTION_ENVIRONMENTS = frozenset({"prod"})
+
+
 def pulumi_environment(
-    *, work_dir: Path, environ: dict[str, str] | None = None
+    *, work_dir: Path, environ: dict[str, str] | None = None, environment: str | None = None
 ) -> PulumiEnvironment:
-    """Build the environment; PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE override."""
+    """Build the environment; PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE override.
+
+    `environment`: the stack's environment when known; for prod a missing
+    passphrase, or the built-in development one, is refused (PassphraseRefused):
+    that passphrase is in this repository, so it protects nothing.
+    """
     env = os.environ if environ is None else environ
     state_dir = work_dir / "pulumi-state"
     backend = env.get("PULUMI_BACKEND_URL") or f"file://{state_dir}"
     passphrase = env.get("PULUMI_CONFIG_PASSPHRASE")
+    if environment in PRODUCTION_ENVIRONMENTS and passphrase in (None, "", DEV_PASSPHRASE):
+        raise PassphraseRefused(
+            f"the {environment} stack needs its own PULUMI_CONFIG_PASSPHRASE: "
+            + (
+                "it is not set"
+                if not passphrase
+                else "it is the built-in local-development passphrase"
+            )
+            + ", which would encrypt the stack's secrets with a published value"
+        )
     if not passphrase:
         passphrase = DEV_PASSPHRASE
         log.warning(
@@ -164,7 +191,9 @@ def _shell_exports() -> str:
     import shlex
 
     work_dir = Path(os.environ.get("PORTAL_DOMAINS_HOME") or REPO_ROOT / ".portal-domains")
-    env = pulumi_environment(work_dir=work_dir)
+    env = pulumi_environment(
+        work_dir=work_dir, environment=os.environ.get("PORTAL_DOMAINS_ENVIRONMENT")
+    )
     lines = [f"export {key}={shlex.quote(value)}" for key, value in sorted(env.env().items())]
     return "\n".join(lines)
 

@@ -10,12 +10,13 @@ interruptible by the `remove` and `refresh` signals.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from core.records import CERTIFICATE_CHECK
     from core.status import DomainStatus as S
     from reconciler import payloads as p
     from reconciler.workflows.common import DB_RETRY, PROBE_RETRY, QUICK, one_line, root_cause
@@ -78,7 +79,7 @@ class PortalDomainRegistrationWorkflow:
         expected: S,
         new: S,
         message: str,
-        details: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> bool:
         """Write a transition; False when the row moved on (re-read and resume)."""
         try:
@@ -255,16 +256,14 @@ class PortalDomainRegistrationWorkflow:
                     f"Create the record `{last_name}. CNAME {last_target}.` at your "
                     "DNS provider, then choose Refresh."
                 )
+                # What each lookup saw is in its own part (written by the check
+                # activity); these flat keys describe the record that failed.
                 details = {
                     "expected_cname": snap.canonical_host,
                     "observed": (last.observed or "") if last else "",
                 }
                 if snap.challenge_host:
-                    details = {
-                        "record": last_name,
-                        "expected_cname": last_target,
-                        "observed": details["observed"],
-                    }
+                    details |= {"record": last_name, "record_target": last_target}
                 if await self._record(snap, S.VERIFYING_DNS, S.DNS_FAILED, message, details):
                     await self._emit(
                         "portal_domain.dns_failed", snap, observed=last.observed if last else None
@@ -284,9 +283,8 @@ class PortalDomainRegistrationWorkflow:
             p.CheckCaaResult,
         )
         if not caa.allowed:
-            if await self._record(
-                snap, S.VERIFYING_DNS, S.DNS_FAILED, caa.message, {"caa": caa.message}
-            ):
+            # The check activity recorded the refusal in the details' caa part.
+            if await self._record(snap, S.VERIFYING_DNS, S.DNS_FAILED, caa.message):
                 await self._emit("portal_domain.dns_failed", snap, reason="caa")
             return
         delegated = (
@@ -390,6 +388,14 @@ class PortalDomainRegistrationWorkflow:
                     S.CERTIFICATE_ISSUING,
                     S.DEPLOYING,
                     f"Certificate issued for {snap.domain}{until}. Checking HTTPS.",
+                    {
+                        CERTIFICATE_CHECK: {
+                            "ok": True,
+                            "reason": None,
+                            "not_after": result.not_after,
+                            "checked_at": workflow.now().isoformat(),
+                        }
+                    },
                 ):
                     await self._emit(
                         "portal_domain.cert_ready",
@@ -421,7 +427,17 @@ class PortalDomainRegistrationWorkflow:
                     "that no CAA record forbids letsencrypt.org, and Let's Encrypt rate limits "
                     "(5 duplicate certificates per week). cert-manager keeps retrying with backoff."
                 )
-                if await self._record(snap, S.CERTIFICATE_ISSUING, S.CERTIFICATE_FAILED, message):
+                # The reason on its own, apart from the advice in the message.
+                reason = {
+                    CERTIFICATE_CHECK: {
+                        "ok": False,
+                        "reason": result.message,
+                        "checked_at": workflow.now().isoformat(),
+                    }
+                }
+                if await self._record(
+                    snap, S.CERTIFICATE_ISSUING, S.CERTIFICATE_FAILED, message, reason
+                ):
                     await self._emit("portal_domain.cert_failed", snap, reason=result.message)
                 return
             await self._pause(t.cert_poll_interval)
@@ -446,7 +462,11 @@ class PortalDomainRegistrationWorkflow:
                     S.ACTIVE,
                     f"Active: https://{snap.domain}/ answers (HTTP {result.status}).",
                 ):
-                    since = workflow.now().timestamp() - _parse_iso(requested_at)
+                    # From the request of the current hostname; the workflow's own
+                    # start (requested_at) only where the row does not say.
+                    since = workflow.now().timestamp() - _parse_iso(
+                        snap.requested_at or requested_at
+                    )
                     await self._emit(
                         "portal_domain.activated", snap, time_to_active_seconds=round(since, 1)
                     )
@@ -493,6 +513,7 @@ class PortalDomainRegistrationWorkflow:
                 S.ACTIVE,
                 S.ACTIVE,
                 f"Active: {snap.domain} points at {snap.canonical_host} again.",
+                {"expected_cname": snap.canonical_host, "observed": result.observed or ""},
             )
 
     async def _disable(self, inp: p.RegistrationInput) -> str:

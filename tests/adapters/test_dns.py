@@ -48,7 +48,20 @@ def test_cname_target_is_reported_lowercased_without_trailing_dot(
 
     observation = lookup_cname("portal.acme.com.", settings=dns_server.settings)
 
-    assert observation == CnameObservation(domain="portal.acme.com", observed=CANONICAL, error=None)
+    assert observation == CnameObservation(
+        domain="portal.acme.com", observed=CANONICAL, error=None, ttl=5
+    )
+
+
+def test_the_cname_ttl_is_reported_and_absent_without_a_cname(
+    dns_server: LocalDnsServer,
+) -> None:
+    # The loopback server answers with a TTL of 5 seconds.
+    dns_server.set_cname("portal.acme.com", CANONICAL)
+    dns_server.set_a("other.acme.com", "192.0.2.10")
+
+    assert lookup_cname("portal.acme.com", settings=dns_server.settings).ttl == 5
+    assert lookup_cname("other.acme.com", settings=dns_server.settings).ttl is None
 
 
 def test_a_name_that_does_not_exist_is_reported_as_nxdomain(dns_server: LocalDnsServer) -> None:

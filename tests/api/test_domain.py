@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.middleware import MAX_BODY_BYTES
 from core.hostnames import REASON_CODES
@@ -43,11 +45,29 @@ def _host(tenant: UUID, label: str = "portal") -> str:
 
 
 def _describe(address: str, tenant: UUID) -> WorkflowExecutionDescription:
+    """The tenant's workflow, once the outbox dispatcher has started it (within 20 s)."""
+
     async def describe() -> WorkflowExecutionDescription:
         client = await Client.connect(address)
-        return await client.get_workflow_handle(f"portal-domain-{tenant}").describe()
+        handle = client.get_workflow_handle(f"portal-domain-{tenant}")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return await handle.describe()
+            except RPCError as err:
+                if err.status is not RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
 
     return asyncio.run(describe())
+
+
+def _delivered(api: RunningApi) -> None:
+    """Wait (20 s at most) until the outbox holds nothing: every signal went out."""
+    deadline = time.monotonic() + 20
+    while api.service.queued_signals():
+        assert time.monotonic() < deadline, api.service.queued_signals()
+        time.sleep(0.1)
 
 
 def _admin(api: RunningApi, tenant: UUID, sub: str = "alice") -> dict[str, str]:
@@ -99,6 +119,7 @@ def test_repeating_a_request_returns_200_with_the_same_row_and_the_same_workflow
         )
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
+    _delivered(api)
     # Signal-with-start on the running workflow: a signal, not a second run.
     assert _describe(temporal_address, tenant).run_id == run_id
     assert [(e.action, e.outcome) for e in api.audit(tenant)] == [
@@ -198,7 +219,10 @@ def test_malformed_bodies_are_refused_without_touching_the_database(
     assert response.status_code == status, response.text
     assert error_code(response) == (code or "unsupported_media_type")
     assert "Traceback" not in response.text
-    assert api.audit(tenant) == []
+    # No domain row; only the refusal is audited (issue 14 item 8).
+    assert [(e.action, e.outcome, e.domain) for e in api.audit(tenant)] == [
+        ("request", "denied", None)
+    ]
 
 
 HOSTNAMES = [
@@ -363,7 +387,8 @@ def test_an_operator_acts_on_a_tenant_and_is_audited_by_subject(api: RunningApi)
             headers=api.headers(role=OPERATOR, sub="ops-7"),
         )
     assert response.status_code == 201, response.text
-    assert api.audit(tenant)[0].actor == "user:ops-7"
+    # Recorded as an operator, so the tenant-facing audit trail can hide the name.
+    assert api.audit(tenant)[0].actor == "operator:ops-7"
 
 
 # ------------------------------------------------------------------- errors
@@ -544,14 +569,16 @@ def test_a_503_says_the_change_is_saved_with_a_reference_and_leaks_nothing_inter
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     database_url = create_database(postgres_admin_url, f"down_{uuid.uuid4().hex[:12]}")
-    # Temporal answers, but refuses the start (no such namespace): the change is
-    # committed and the workflow start fails.
     with running_api(
         database_url=database_url,
         temporal_address=temporal_address,
         work_dir=tmp_path / "home",
-        extra_env={"PORTAL_DOMAINS_TEMPORAL_NAMESPACE": "secret-namespace-x"},
     ) as down:
+        # The after-commit hook fails with internal detail in its message.
+        def failing_hook(change: object) -> None:
+            raise RuntimeError(f"namespace secret-namespace-x at {temporal_address} refused")
+
+        down.service._on_committed = failing_hook
         tenant = uuid.uuid4()
         with down.client() as client, caplog.at_level("ERROR", logger="api.errors"):
             response = client.post(
@@ -568,3 +595,119 @@ def test_a_503_says_the_change_is_saved_with_a_reference_and_leaks_nothing_inter
     # Operators find the detail in the log under the same reference.
     assert any(reference in r.getMessage() for r in caplog.records)
     assert saved.domain == _host(tenant)
+
+
+def test_when_temporal_refuses_the_start_the_request_is_answered_and_the_signal_stays_queued(
+    postgres_admin_url: str, temporal_address: str, tmp_path: Path
+) -> None:
+    database_url = create_database(postgres_admin_url, f"refused_{uuid.uuid4().hex[:12]}")
+    # Temporal answers, but refuses every start (no such namespace).
+    with running_api(
+        database_url=database_url,
+        temporal_address=temporal_address,
+        work_dir=tmp_path / "home",
+        extra_env={"PORTAL_DOMAINS_TEMPORAL_NAMESPACE": "secret-namespace-x"},
+    ) as down:
+        tenant = uuid.uuid4()
+        with down.client() as client:
+            response = client.post(
+                down.domain_url, json={"domain": _host(tenant)}, headers=_admin(down, tenant)
+            )
+        assert response.status_code == 201, response.text
+        assert "secret-namespace-x" not in response.text
+        deadline = time.monotonic() + 20
+        while not (queued := down.service.queued_signals())[0].attempts:
+            assert time.monotonic() < deadline, "the dispatcher never tried"
+            time.sleep(0.1)
+    # Saved, queued for the next dispatcher pass, and the reason kept for operators.
+    assert down.service.get(tenant).domain == _host(tenant)
+    assert [(q.tenant_id, q.signal) for q in queued] == [(tenant, "refresh")]
+    assert queued[0].last_error is not None
+    assert "secret-namespace-x" in queued[0].last_error
+
+
+def test_the_status_carries_the_checks_the_request_time_and_a_lost_cname_warning(
+    api: RunningApi,
+) -> None:
+    from core.status import DomainStatus as S
+
+    tenant = uuid.uuid4()
+    host = _host(tenant)
+    canonical = api.service.request(tenant, host, "operator:setup").canonical_host
+    path = [S.VERIFYING_DNS, S.PENDING_CERTIFICATE, S.CERTIFICATE_ISSUING, S.DEPLOYING]
+    current = S.PENDING_DNS
+    for target in [*path, S.ACTIVE]:
+        api.service.record_status(
+            tenant, expected_status=current, new_status=target, message=str(target)
+        )
+        current = target
+    checked_at = "2026-12-01T10:00:00+00:00"
+    api.service.record_status(
+        tenant,
+        expected_status=S.ACTIVE,
+        new_status=S.ACTIVE,
+        message=f"Warning: {host} no longer points at {canonical}",
+        details={
+            "cname": {
+                "name": host,
+                "expected": canonical,
+                "observed": "elsewhere.example.net",
+                "ttl": 300,
+                "checked_at": checked_at,
+                "ok": False,
+                "error": None,
+            },
+            "caa": {"ok": True, "message": "no CAA records", "checked_at": checked_at},
+            "deploy_error": "internal: never shown to tenants",
+        },
+    )
+    with api.client() as client:
+        body = client.get(api.domain_url, headers=_admin(api, tenant)).json()
+
+    assert body["status"] == "active"
+    assert body["guidance"]["tone"] == "warning"
+    assert body["guidance"]["title"] == "CNAME record changed"
+    details = body["verification_details"]
+    assert details["expected_cname"] == canonical
+    assert details["cname_lost"] is True
+    assert details["requested_at"] is not None
+    assert details["cname"] == {
+        "name": host,
+        "expected": canonical,
+        "observed": "elsewhere.example.net",
+        "ttl": 300,
+        "checked_at": "2026-12-01T10:00:00Z",
+        "ok": False,
+        "error": None,
+    }
+    assert details["caa"]["ok"] is True
+    assert details["challenge_cname"] is None
+    assert "deploy_error" not in str(body)
+
+
+def test_a_failed_certificate_shows_its_reason(api: RunningApi) -> None:
+    from core.status import DomainStatus as S
+
+    tenant = uuid.uuid4()
+    api.service.request(tenant, _host(tenant), "operator:setup")
+    current = S.PENDING_DNS
+    for target in [S.VERIFYING_DNS, S.PENDING_CERTIFICATE, S.CERTIFICATE_ISSUING]:
+        api.service.record_status(
+            tenant, expected_status=current, new_status=target, message=str(target)
+        )
+        current = target
+    api.service.record_status(
+        tenant,
+        expected_status=S.CERTIFICATE_ISSUING,
+        new_status=S.CERTIFICATE_FAILED,
+        message="No valid certificate yet",
+        details={"certificate": {"ok": False, "reason": "cert-manager: Failed: 429 rate limit"}},
+    )
+    with api.client() as client:
+        body = client.get(api.domain_url, headers=_admin(api, tenant)).json()
+
+    assert body["status"] == "certificate_failed"
+    assert body["verification_details"]["certificate"]["reason"] == (
+        "cert-manager: Failed: 429 rate limit"
+    )
+    assert body["verification_details"]["cname_lost"] is False

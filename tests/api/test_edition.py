@@ -103,7 +103,8 @@ def test_mutations_are_refused_with_edition_not_supported_and_audited(
     assert error_code(response) == "edition_not_supported"
     assert "Enterprise" in response.json()["error"]["message"]
     (entry,) = api.audit(tenant)
-    assert (entry.action, entry.outcome, entry.actor) == (action, "denied", "user:ce-user")
+    actor = "operator:ce-user" if role == OPERATOR else "user:ce-user"
+    assert (entry.action, entry.outcome, entry.actor) == (action, "denied", actor)
     assert entry.detail is not None
     assert str(entry.detail["reason"]).startswith("edition_not_supported: ")
     assert not _workflow_exists(temporal_address, tenant)

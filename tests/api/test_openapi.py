@@ -81,7 +81,9 @@ def api(
         temporal_address=temporal_address,
         work_dir=tmp_path_factory.mktemp("openapi"),
         # Generated requests should reach the service, not the rate limiter.
-        api=api_settings(rate_limit=10_000),
+        api=api_settings(
+            rate_limit=10_000, extra={"PORTAL_DOMAINS_API_CALLER_RATE_LIMIT": "10000"}
+        ),
     ) as running:
         yield running
 

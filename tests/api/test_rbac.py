@@ -1,8 +1,9 @@
 """RBAC: the pure decision table, and the same matrix through the running API.
 
 Every role x every action x own/other tenant, against uvicorn with a real
-PostgreSQL database and the Temporal dev server; denied mutations leave an
-audit row (outcome "denied", actor user:<sub>) on the tenant they targeted.
+PostgreSQL database and the Temporal dev server; denied requests, reads too,
+leave an audit row (outcome "denied", actor user:<sub>, the caller's tenant,
+role and issuer in its detail) on the tenant they targeted.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def test_rbac_matrix_through_the_api(
             assert (audit[-1].action, audit[-1].outcome, audit[-1].actor) == (
                 "replace" if action is A.REQUEST else action.value,
                 "ok",
-                f"user:{sub}",
+                f"{'operator' if role == OPERATOR else 'user'}:{sub}",
             )
         else:
             assert audit == []
@@ -155,18 +156,20 @@ def test_rbac_matrix_through_the_api(
         assert response.status_code == 403, response.text
         assert error_code(response) == "forbidden"
         assert role in response.json()["error"]["message"]
-        if action.mutates:
-            assert len(audit) == 1
-            (entry,) = audit
-            assert entry.outcome == "denied"
-            assert entry.actor == f"user:{sub}"
-            assert entry.action == action.value
-            assert entry.detail is not None
-            assert str(entry.detail["reason"]).startswith("forbidden: ")
-            if call.body is not None:
-                assert entry.domain == call.body["domain"]
-        else:
-            assert audit == []
+        # Refused reads are audited too (issue 14 item 8).
+        assert len(audit) == 1
+        (entry,) = audit
+        assert entry.outcome == "denied"
+        assert entry.actor == f"user:{sub}"
+        assert entry.action == action.value
+        assert entry.detail is not None
+        assert str(entry.detail["reason"]).startswith("forbidden: ")
+        assert (entry.detail["caller_tenant_id"], entry.detail["caller_role"]) == (
+            str(caller),
+            role,
+        )
+        if call.body is not None:
+            assert entry.domain == call.body["domain"]
         # Nothing changed.
         assert api.service.get(target).domain == existing
 

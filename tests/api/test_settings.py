@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from api.settings import ApiSettings, Edition, RoleNames
 from core.settings import SettingsError
 
-SECRET = "x" * 32
+# Random-looking: a repeated character is refused as too predictable.
+SECRET = "3f9c1b7e5a2d4f608e1c3b5a7d9f2e4c"
 
 
 def _pem_public(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:

@@ -89,6 +89,17 @@ def test_preview_then_reconcile_commits_once_and_is_idempotent(
     exported = _json(capsys)
     assert len(exported["written"]) == 3  # type: ignore[arg-type]  # + cluster-issuer
 
+    # A same-named file portal-domains did not write is never overwritten: one
+    # clear error line, no traceback, the file as it was.
+    theirs = out / Path(str(exported["directory"])).relative_to(out) / exported["written"][0]  # type: ignore[index]
+    theirs.write_text("kind: ConfigMap\n")
+    assert main(["export", "--env", "staging", "--out", str(out)]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "was not written by portal-domains" in err
+    assert "Traceback" not in err
+    assert theirs.read_text() == "kind: ConfigMap\n"
+
 
 def test_up_without_a_terminal_refuses_deletions_unless_confirmed(
     home: Path, capsys: pytest.CaptureFixture[str]

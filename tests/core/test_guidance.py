@@ -212,3 +212,37 @@ def test_the_community_edition_shows_no_challenge_record() -> None:
         challenge_target=CHALLENGE_TARGET,
     )
     assert g.challenge_dns is None
+
+
+# ------------------------------------------------------------ a lost CNAME while active
+
+
+@pytest.mark.parametrize("challenge_target", [None, CHALLENGE_TARGET], ids=["http01", "dns01"])
+def test_an_active_domain_whose_cname_was_lost_is_a_warning_not_a_green_banner(
+    challenge_target: str | None,
+) -> None:
+    g = guidance_for(
+        S.ACTIVE,
+        domain=DOMAIN,
+        canonical_host=CANONICAL,
+        cname_lost=True,
+        challenge_target=challenge_target,
+    )
+    assert g.tone == "warning"
+    assert g.title == "CNAME record changed"
+    assert f"{DOMAIN} no longer points to {CANONICAL}" in g.next_step
+    assert "{" not in g.next_step
+    assert set(g.actions) == {A.REFRESH, A.REMOVE}
+    assert g.status is S.ACTIVE
+
+
+def test_an_active_domain_whose_cname_is_in_place_stays_green() -> None:
+    g = guidance_for(S.ACTIVE, domain=DOMAIN, canonical_host=CANONICAL, cname_lost=False)
+    assert (g.tone, g.title) == ("success", "Active")
+
+
+@pytest.mark.parametrize("status", [s for s in DomainStatus if s is not S.ACTIVE])
+def test_a_lost_cname_changes_nothing_outside_active(status: DomainStatus) -> None:
+    assert guidance_for(
+        status, domain=DOMAIN, canonical_host=CANONICAL, cname_lost=True
+    ) == guidance_for(status, domain=DOMAIN, canonical_host=CANONICAL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -597,3 +598,92 @@ def test_a_disable_is_a_removal_request_until_a_reconcile_shows_the_objects_gone
     # Idempotent: a later reconcile writes nothing more.
     assert service.record_removals(set(), environment="prod", commit=None) == []
     assert ("record_status", "ok") in _audit_summary(service, ALICE)
+
+
+# ------------------------------------------------------------ verification details
+
+
+def _check(observed: str, ok: bool, checked_at: str) -> dict[str, object]:
+    return {
+        "expected": "3f2b6c1.portal.algapsa.com",
+        "observed": observed,
+        "ttl": 300,
+        "checked_at": checked_at,
+        "ok": ok,
+    }
+
+
+def test_details_are_merged_per_part_so_one_failing_check_keeps_the_others(
+    service: DomainService,
+) -> None:
+    service.request(ALICE, "portal.acme.com", OPERATOR)
+    _walk(service, ALICE, S.VERIFYING_DNS)
+
+    def record(details: dict[str, object]) -> None:
+        service.record_status(
+            ALICE,
+            expected_status=S.VERIFYING_DNS,
+            new_status=S.VERIFYING_DNS,
+            message="checking",
+            details=details,
+        )
+
+    record({"cname": _check("3f2b6c1.portal.algapsa.com", True, "2026-01-01T00:00:00+00:00")})
+    record({"caa": {"ok": True, "message": "no CAA records"}})
+    record({"cname": _check("elsewhere.example.net", False, "2026-01-01T00:01:00+00:00")})
+
+    details = service.get(ALICE).verification_details
+    assert details["expected_cname"] == "3f2b6c1.portal.algapsa.com"
+    assert details["caa"] == {"ok": True, "message": "no CAA records"}
+    assert details["cname"]["observed"] == "elsewhere.example.net"
+    assert details["cname"]["ok"] is False
+
+
+def test_a_repeated_check_refreshes_last_checked_at_but_audits_only_what_changed(
+    engine: sa.Engine,
+) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    service = DomainService(make_session_factory(engine), base_domain=BASE, clock=lambda: now[0])
+    service.request(ALICE, "portal.acme.com", OPERATOR)
+    _walk(service, ALICE, S.VERIFYING_DNS)
+    audit_rows = len(service.audit_log(ALICE))
+
+    for _ in range(3):
+        now[0] += timedelta(minutes=1)
+        service.record_status(
+            ALICE,
+            expected_status=S.VERIFYING_DNS,
+            new_status=S.VERIFYING_DNS,
+            message="checking",
+            details={"cname": _check("x.example.net", False, now[0].isoformat())},
+        )
+        assert service.get(ALICE).last_checked_at == now[0]
+        assert service.get(ALICE).verification_details["cname"]["checked_at"] == (
+            now[0].isoformat()
+        )
+
+    # The first check changed the details; the two identical ones only their time.
+    assert len(service.audit_log(ALICE)) == audit_rows + 1
+
+
+def test_the_request_time_of_the_current_hostname_is_kept(engine: sa.Engine) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    service = DomainService(make_session_factory(engine), base_domain=BASE, clock=lambda: now[0])
+    requested = now[0]
+    assert service.request(ALICE, "portal.acme.com", OPERATOR).requested_at == requested
+
+    now[0] += timedelta(minutes=5)
+    _walk(service, ALICE, S.VERIFYING_DNS, S.PENDING_CERTIFICATE)
+    now[0] += timedelta(minutes=5)
+    view = service.get(ALICE)
+    assert view.requested_at == requested
+    assert view.verification_details["requested_at"] == requested.isoformat()
+
+    # A replacement is a new request: time_to_active counts from here.
+    now[0] += timedelta(hours=2)
+    replaced_at = now[0]
+    assert service.request(ALICE, "clients.acme.com", OPERATOR).requested_at == replaced_at
+    now[0] += timedelta(minutes=1)
+    _walk(service, ALICE, S.VERIFYING_DNS)
+    assert service.get(ALICE).requested_at == replaced_at
+    assert service.get(ALICE).verification_details["requested_at"] == replaced_at.isoformat()

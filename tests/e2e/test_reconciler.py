@@ -248,10 +248,13 @@ def test_a_worker_killed_during_pulumi_up_is_recovered_by_the_next_worker(
 
 
 def test_in_prod_a_removed_domain_is_pruned_and_the_next_tenant_still_deploys(
-    tmp_path: Path, postgres_url: str, temporal_address: str
+    tmp_path: Path, postgres_url: str, temporal_address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prod's deletion budget (mandatory, 20 %) once refused this removal (1 of 1 tenants)
     # and then every later reconcile of the environment.
+    # Prod refuses the built-in development passphrase: give it its own, as production must.
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", f"prod-test-{uuid.uuid4()}")
+
     async def scenario() -> None:
         async with reconciler_harness(
             tmp_path,

@@ -63,8 +63,11 @@ class Tenant:
     https_ok: bool = True
     reconcile_error: str | None = None  # the reconcile fails permanently with this
     transitions: list[tuple[str, str, str]] = field(default_factory=list)
-    details: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    event_properties: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # When the current hostname was requested ("" = unknown, as before it was recorded).
+    requested_at: str = ""
     reconcile_reasons: list[str] = field(default_factory=list)
     cname_calls: int = 0
 
@@ -91,6 +94,7 @@ class Tenant:
             version=self.version,
             challenge_host=self.challenge_host,
             challenge_target=self.challenge_target,
+            requested_at=self.requested_at,
         )
 
 
@@ -130,7 +134,8 @@ class StandInActivities:
         changed = new is not t.status or inp.message != t.message
         t.status, t.message = new, inp.message
         if inp.details is not None:
-            t.details = dict(inp.details)
+            # merged per part, like DomainService.record_status
+            t.details = {**t.details, **inp.details}
         if changed:
             t.version += 1
             t.transitions.append((expected.value, new.value, inp.message))
@@ -196,6 +201,7 @@ class StandInActivities:
     @activity.defn(name=p.EMIT_EVENT)
     async def emit_event(self, inp: p.EmitEventInput) -> None:
         self.tenant.events.append(inp.event)
+        self.tenant.event_properties.append((inp.event, dict(inp.properties)))
 
 
 @dataclass

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,9 @@ def test_a_certificate_that_never_arrives_fails_with_guidance(temporal_address: 
     assert statuses(tenant)[-1] == ("certificate_issuing", "certificate_failed")
     assert "self-signed certificate" in tenant.message
     assert "portal_domain.cert_failed" in tenant.events
+    # certificate_failed carries the reason, apart from the tenant-facing message
+    assert tenant.details["certificate"]["ok"] is False
+    assert tenant.details["certificate"]["reason"] == "self-signed certificate"
 
 
 def test_a_failure_cert_manager_reports_fails_the_certificate_after_the_grace_not_the_timeout(
@@ -162,6 +166,9 @@ def test_a_failure_cert_manager_reports_fails_the_certificate_after_the_grace_no
     drive(temporal_address, tenant, scenario, timings=timings)
     assert statuses(tenant)[-1] == ("certificate_issuing", "certificate_failed")
     assert "DNS update failed: REFUSED" in tenant.message
+    assert tenant.details["certificate"]["reason"] == (
+        "cert-manager: Challenge pending: DNS update failed: REFUSED"
+    )
 
 
 def test_a_progressing_certificate_is_not_failed_before_the_timeout(
@@ -348,3 +355,33 @@ def test_an_active_domain_continues_as_new_and_keeps_watching(temporal_address: 
 
     drive(temporal_address, tenant, scenario, timings=timings)
     assert tenant.status is S.ACTIVE
+
+
+def test_time_to_active_counts_from_the_request_of_the_current_hostname(
+    temporal_address: str,
+) -> None:
+    tenant = Tenant()
+
+    async def scenario(rig: Rig) -> None:
+        await rig.wait_for(lambda t: "portal_domain.activated" in t.events, "the activation")
+        await asyncio.sleep(3)
+        # The tenant replaces its hostname, as DomainService.request does: the row
+        # starts over at pending_dns, and the request time is the replacement's.
+        t = rig.tenant
+        t.domain, t.status, t.version = "clients.acme.com", S.PENDING_DNS, t.version + 1
+        t.requested_at = datetime.now(UTC).isoformat()
+        await rig.handle.signal("refresh")
+        await rig.wait_for(
+            lambda t: t.events.count("portal_domain.activated") == 2, "the second activation"
+        )
+
+    drive(temporal_address, tenant, scenario)
+    first, second = (
+        props["time_to_active_seconds"]
+        for event, props in tenant.event_properties
+        if event == "portal_domain.activated"
+    )
+    assert isinstance(first, int | float)
+    assert isinstance(second, int | float)
+    # Not from the workflow's start (over 3 s before): from the replacement's request.
+    assert 0 <= second < 2.5

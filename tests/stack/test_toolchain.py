@@ -15,7 +15,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from stack.toolchain import PulumiEnvironment, pulumi_environment
+from stack.toolchain import (
+    DEV_PASSPHRASE,
+    PassphraseRefused,
+    PulumiEnvironment,
+    pulumi_environment,
+)
 from stack.workspace import open_stack
 
 pytestmark = pytest.mark.pulumi
@@ -183,3 +188,30 @@ def test_a_mandatory_policy_blocks_a_violating_preview(
         assert result.returncode != 0, output
         assert "one-host" in output
         assert "expected exactly one dnsName" in output
+
+
+# ------------------------------------------------------ the prod passphrase
+
+
+@pytest.mark.parametrize(
+    "environ", [{}, {"PULUMI_CONFIG_PASSPHRASE": ""}, {"PULUMI_CONFIG_PASSPHRASE": DEV_PASSPHRASE}]
+)
+def test_prod_refuses_the_built_in_development_passphrase(
+    work_dir: Path, environ: dict[str, str]
+) -> None:
+    # The development passphrase is in this repository: prod secrets encrypted
+    # with it would be readable by anyone with the state.
+    with pytest.raises(PassphraseRefused, match="PULUMI_CONFIG_PASSPHRASE"):
+        pulumi_environment(work_dir=work_dir, environ=environ, environment="prod")
+
+
+def test_other_environments_fall_back_to_the_development_passphrase(work_dir: Path) -> None:
+    env = pulumi_environment(work_dir=work_dir, environ={}, environment="staging")
+    assert env.passphrase == DEV_PASSPHRASE
+
+
+def test_prod_runs_with_its_own_passphrase(work_dir: Path) -> None:
+    env = pulumi_environment(
+        work_dir=work_dir, environ={"PULUMI_CONFIG_PASSPHRASE": "s3cret"}, environment="prod"
+    )
+    assert env.env()["PULUMI_CONFIG_PASSPHRASE"] == "s3cret"

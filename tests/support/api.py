@@ -32,7 +32,8 @@ from db import migrate
 from db.service import AuditEntry, DomainService
 from db.session import make_engine, make_session_factory
 from loopback.temporal import free_port
-from reconciler.wiring import workflow_hook
+from reconciler.outbox import BackgroundDispatcher
+from reconciler.wiring import signal_dispatcher, workflow_hook
 from tests.support.timings import TEST_TIMINGS_SETTING
 
 ADMIN = "tenant_admin"
@@ -144,11 +145,20 @@ def running_api(
     )
     api = api or api_settings()
     engine = make_engine(database_url)
+    dispatchers: list[BackgroundDispatcher] = []
+
+    def wake() -> None:
+        for dispatcher in dispatchers:
+            dispatcher.nudge()
+
     service = DomainService(
         make_session_factory(engine),
         base_domain=settings.base_domain,
-        on_committed=workflow_hook(settings),
+        on_committed=workflow_hook(settings, deliver=wake),
+        outbox=True,
     )
+    dispatchers.append(BackgroundDispatcher(signal_dispatcher(settings, service)))
+    dispatchers[0].start()
     app = create_app(settings=settings, api=api, service=service, rate_limiter=rate_limiter)
     port = free_port()
     server = uvicorn.Server(
@@ -168,6 +178,7 @@ def running_api(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        dispatchers[0].stop()
         engine.dispose()
 
 

@@ -39,7 +39,15 @@ from loopback.dns_server import LocalDnsServer
 from loopback.tls_ingress import LocalTlsServer, TestCertificateAuthority
 from reconciler import payloads as p
 from reconciler.activities import ProbeSettings
-from reconciler.wiring import Runtime, build_runtime, connect, domain_service, workflow_hook
+from reconciler.outbox import SignalDispatcher
+from reconciler.wiring import (
+    Runtime,
+    build_runtime,
+    connect,
+    domain_service,
+    signal_dispatcher,
+    workflow_hook,
+)
 from reconciler.worker import make_worker
 from stack.automation import ISSUER_FILE as ISSUER_SLUG
 from stack.config import load_stack_config
@@ -266,7 +274,16 @@ async def reconciler_harness(
             probe=probe,
             dns=dns_settings,
         )
-        service = domain_service(settings, hook=workflow_hook(settings, analytics))
+        dispatchers: list[SignalDispatcher] = []  # wakes the outbox dispatcher below
+
+        def wake() -> None:
+            for dispatcher in dispatchers:
+                dispatcher.nudge()
+
+        service = domain_service(
+            settings, hook=workflow_hook(settings, analytics, deliver=wake), outbox=True
+        )
+        dispatchers.append(signal_dispatcher(settings, service, client=client))
         harness = Harness(
             tmp=tmp,
             env=env,
@@ -284,8 +301,14 @@ async def reconciler_harness(
         )
         try:
             if run_worker:
+                stop = asyncio.Event()
                 async with make_worker(runtime):
-                    yield harness
+                    delivering = asyncio.create_task(dispatchers[0].run(stop))
+                    try:
+                        yield harness
+                    finally:
+                        stop.set()
+                        await delivering
             else:
                 yield harness
         finally:

@@ -1,0 +1,90 @@
+"""The minimal operator console in a real Chromium: domains, filters, counts, a tenant's history."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from core.status import DomainStatus
+from tests.support.api import ADMIN, OPERATOR
+from tests.web.conftest import Browser, host_for, walk
+
+pytestmark = [pytest.mark.browser, pytest.mark.temporal]
+
+S = DomainStatus
+
+
+def _counts(browser: Browser) -> dict[str, int]:
+    bars = browser.driver.find_elements(By.CSS_SELECTOR, "#console-status-chart g.bar")
+    return {
+        str(bar.get_attribute("data-status")): int(bar.get_attribute("data-count") or -1)
+        for bar in bars
+    }
+
+
+def test_operators_see_every_domain_filter_by_status_and_open_a_tenants_history(
+    browser: Browser,
+) -> None:
+    service = browser.server.service
+    tenants = {status: uuid.uuid4() for status in (S.PENDING_DNS, S.DNS_FAILED, S.ACTIVE)}
+    extra = uuid.uuid4()
+    for status, tenant in tenants.items():
+        service.request(tenant, host_for(tenant), "user:setup")
+        walk(service, tenant, status)
+    service.request(extra, host_for(extra), "user:setup")
+
+    browser.sign_in(None, role=OPERATOR, sub="ops")
+    assert browser.driver.current_url.endswith("/console")
+    counts = _counts(browser)
+    assert set(counts) == {s.value for s in DomainStatus}
+    assert counts["pending_dns"] == 2
+    assert counts["dns_failed"] == 1
+    assert counts["active"] == 1
+    assert counts["disabled"] == 0
+    rows = browser.driver.find_elements(By.CSS_SELECTOR, "#console-domains tbody tr[data-tenant]")
+    assert len(rows) == 4
+
+    Select(browser.find("console-status")).select_by_value("pending_dns")
+    browser.find("console-filter-submit").click()
+    rows = browser.driver.find_elements(By.CSS_SELECTOR, "#console-domains tbody tr[data-tenant]")
+    assert sorted(str(r.get_attribute("data-tenant")) for r in rows) == sorted(
+        [str(tenants[S.PENDING_DNS]), str(extra)]
+    )
+    # Another environment than the server's: nothing.
+    browser.open("/console?environment=prod")
+    assert not browser.driver.find_elements(By.CSS_SELECTOR, "#console-domains tr[data-tenant]")
+
+    browser.open("/console")
+    active = tenants[S.ACTIVE]
+    browser.driver.find_element(By.CSS_SELECTOR, f"tr[data-tenant='{active}'] a").click()
+    assert browser.text("console-tenant-status") == "Active"
+    history = [
+        li.get_attribute("data-status")
+        for li in browser.driver.find_elements(By.CSS_SELECTOR, "#console-status-history li")
+    ]
+    assert history == [
+        "pending_dns",
+        "verifying_dns",
+        "pending_certificate",
+        "certificate_issuing",
+        "deploying",
+        "active",
+    ]
+    assert "user:setup" in browser.text("console-audit")
+
+
+def test_the_console_refuses_tenant_roles_and_audits_it(browser: Browser) -> None:
+    tenant = uuid.uuid4()
+    browser.sign_in(tenant, role=ADMIN)
+    browser.open("/console")
+    assert "platform operators only" in browser.driver.page_source
+    assert not browser.present("console-domains")
+    browser.open(f"/console/tenants/{tenant}")
+    assert not browser.present("console-audit")
+    denied = [e for e in browser.server.audit(tenant) if e.outcome == "denied"]
+    assert [(e.action, e.actor, (e.detail or {}).get("code")) for e in denied] == [
+        ("console", "user:alice", "forbidden")
+    ]
