@@ -107,7 +107,7 @@ def console(
             wanted = None
     shown = [] if environment not in (None, "", own) else everything
     if wanted is not None:
-        pass
+        shown = [view for view in shown if view.status is wanted]
     return render(
         request,
         "console.html",

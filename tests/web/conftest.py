@@ -20,6 +20,7 @@ from uuid import UUID
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -104,7 +105,12 @@ class Browser:
         return bool(self.driver.find_elements(By.ID, element_id))
 
     def wait(self, predicate: Callable[[webdriver.Chrome], Any], timeout: float = 10) -> Any:
-        return WebDriverWait(self.driver, timeout).until(predicate)
+        # A page that is being replaced (after an action) leaves stale elements behind.
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(predicate)
 
     def text(self, element_id: str) -> str:
         return self.find(element_id).text

@@ -107,6 +107,8 @@ def test_admin_submits_a_domain_and_sees_the_toast_and_the_cname_to_create(
     host = host_for(tenant)
     browser.find("client-portal-domain-input").send_keys(host)
     browser.find("client-portal-domain-submit").click()
+    # The page again (the toast shows on both: wait for the new one).
+    browser.wait(lambda d: d.find_element(By.ID, "main").get_attribute("data-status") != "none")
     browser.wait(lambda d: "Domain submitted" in d.find_element(By.ID, "toast").text)
     assert browser.find("toast").is_displayed()
     assert browser.find("client-portal-domain-status").get_attribute("data-treatment") == (
@@ -151,11 +153,16 @@ def test_refresh_retry_and_remove_act_through_the_service(browser: Browser, tena
     retry = browser.find("client-portal-domain-refresh")
     assert retry.text == "Retry registration"
     retry.click()
+    browser.wait(
+        lambda d: d.find_element(By.ID, "main").get_attribute("data-status") != "dns_failed"
+    )
     browser.wait(lambda d: "Registration restarted" in d.find_element(By.ID, "toast").text)
+    assert browser.text("client-portal-domain-badge") == "Pending DNS"
     assert browser.server.service.get(tenant).status is S.PENDING_DNS
     browser.find("client-portal-domain-remove").click()
     browser.wait(ec.alert_is_present())
     browser.driver.switch_to.alert.accept()
+    browser.wait(lambda d: d.find_element(By.ID, "main").get_attribute("data-status") == "disabled")
     browser.wait(lambda d: "Custom domain removed" in d.find_element(By.ID, "toast").text)
     assert browser.text("client-portal-domain-badge") == "Disabled"
     assert browser.server.service.get(tenant).status is S.DISABLED
