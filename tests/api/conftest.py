@@ -7,16 +7,13 @@ with the settings and clock it wants.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -28,21 +25,7 @@ from core.settings import Settings
 from db import migrate
 from db.service import AuditEntry, DomainService
 from db.session import make_engine, make_session_factory
-from tests.support.api import api_settings
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
+from tests.support.api import FakeClock, api_settings, mint_token
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,20 +45,7 @@ class LocalApi:
         ttl: int = 300,
         **overrides: Any,
     ) -> str:
-        now = datetime.now(UTC)
-        claims: dict[str, Any] = {
-            "sub": sub,
-            "role": role,
-            "aud": self.api.jwt_audience,
-            "iss": self.api.jwt_issuer,
-            "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
-        }
-        if tenant is not None:
-            claims["tenant_id"] = str(tenant)
-        claims.update(overrides)
-        claims = {name: value for name, value in claims.items() if value is not None}
-        return jwt.encode(claims, self.api.jwt_key, algorithm="HS256")
+        return mint_token(self.api, role=role, tenant=tenant, sub=sub, ttl=ttl, **overrides)
 
     def headers(self, **token_args: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(**token_args)}"}

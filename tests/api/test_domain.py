@@ -21,7 +21,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.middleware import MAX_BODY_BYTES
 from core.hostnames import REASON_CODES
 from core.status import DomainStatus
-from tests.support.api import ADMIN, MEMBER, OPERATOR, RunningApi, error_code, running_api
+from tests.support.api import (
+    ADMIN,
+    MEMBER,
+    OPERATOR,
+    RunningApi,
+    dns01_stack_dir,
+    error_code,
+    running_api,
+)
 from tests.support.services import create_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.temporal]
@@ -437,16 +445,7 @@ def test_an_unexpected_failure_is_a_500_without_details_and_is_logged(
 def test_an_environment_issuing_by_dns01_delegation_shows_both_records(
     postgres_admin_url: str, temporal_address: str, tmp_path: Path
 ) -> None:
-    stack_dir = tmp_path / "stacks"
-    stack_dir.mkdir()
-    (stack_dir / "Pulumi.staging.yaml").write_text(
-        "config:\n"
-        "  portal-domains:acmeSolver: dns01\n"
-        "  portal-domains:acmeDns01Zone: acme.portal.algapsa.com\n"
-        "  portal-domains:acmeRfc2136Nameserver: 10.96.0.53:53\n"
-        "  portal-domains:acmeRfc2136TsigKeyName: portal-acme-update\n"
-        "  portal-domains:acmeRfc2136TsigSecret: acme-dns-tsig\n"
-    )
+    stack_dir = dns01_stack_dir(tmp_path / "stacks")
     database_url = create_database(postgres_admin_url, f"dns01_{uuid.uuid4().hex[:12]}")
     with running_api(
         database_url=database_url,

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from api.ratelimit import TenantRateLimiter
-from tests.support.api import ADMIN, MEMBER, RunningApi, api_settings, error_code, running_api
+from tests.support.api import (
+    ADMIN,
+    MEMBER,
+    FakeClock,
+    RunningApi,
+    api_settings,
+    error_code,
+    running_api,
+)
 from tests.support.services import create_database
 
 A = uuid.UUID("3f2b6c1e-8d4a-4e2f-9b7c-1a2b3c4d5e6f")
 B = uuid.UUID("9a8b7c6d-1111-4222-8333-444455556666")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 # --------------------------------------------------------------------- bucket

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,10 @@ import pytest
 from adapters.gitops import ensure_bare_remote
 from cli.main import main
 from core.records import DomainRecord
-from core.status import DomainStatus as S
 from db import migrate
-from db.service import DomainService
-from db.session import make_engine, make_session_factory
 from reconciler.environment_reconcile import all_records
 from stack.config import load_stack_config
+from tests.support.seed import seed_pending_certificate
 
 DOMAINS = ["portal.acme.com", "clients.globex.io"]
 FOLDER = load_stack_config("staging").manifest_root
@@ -38,21 +35,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def rows(home: Path) -> list[DomainRecord]:
     url = f"sqlite:///{home / 'portal-domains.db'}"
-    service = DomainService(
-        make_session_factory(make_engine(url)), base_domain="portal.algapsa.com"
-    )
-    for domain in DOMAINS:
-        tenant = uuid.uuid4()
-        service.request(tenant, domain, "operator:test")
-        service.record_status(
-            tenant, expected_status=S.PENDING_DNS, new_status=S.VERIFYING_DNS, message="checking"
-        )
-        service.record_status(
-            tenant,
-            expected_status=S.VERIFYING_DNS,
-            new_status=S.PENDING_CERTIFICATE,
-            message="verified",
-        )
+    service = seed_pending_certificate(url, DOMAINS)
     return sorted(all_records(service), key=lambda r: r.domain)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from pathlib import Path
 
@@ -13,14 +12,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from cli.main import main
 from reconciler import payloads as p
+from tests.support.network import closed_port
 
 pytestmark = pytest.mark.temporal
-
-
-def _closed_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -43,7 +37,7 @@ def _signals(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
 def test_with_temporal_down_a_request_is_saved_and_its_signal_waits_in_the_outbox(
     cli_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PORTAL_DOMAINS_TEMPORAL_ADDRESS", _closed_port())
+    monkeypatch.setenv("PORTAL_DOMAINS_TEMPORAL_ADDRESS", closed_port())
     tenant = str(uuid.uuid4())
     assert main(["domains", "request", "--tenant", tenant, "--domain", "portal.acme.com"]) == 0
     err = capsys.readouterr().err

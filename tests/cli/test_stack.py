@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
 from cli.main import main
-from core.status import DomainStatus as S
 from db import migrate
 from db.service import DomainService
 from db.session import make_engine, make_session_factory
 from stack.toolchain import REPO_ROOT, pulumi_environment
+from tests.support.seed import seed_pending_certificate
 
 pytestmark = pytest.mark.pulumi
 
@@ -35,21 +34,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test")
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     migrate.upgrade(url)
-    service = DomainService(
-        make_session_factory(make_engine(url)), base_domain="portal.algapsa.com"
-    )
-    for domain in DOMAINS:
-        tenant = uuid.uuid4()
-        service.request(tenant, domain, "operator:test")
-        service.record_status(
-            tenant, expected_status=S.PENDING_DNS, new_status=S.VERIFYING_DNS, message="checking"
-        )
-        service.record_status(
-            tenant,
-            expected_status=S.VERIFYING_DNS,
-            new_status=S.PENDING_CERTIFICATE,
-            message="verified",
-        )
+    seed_pending_certificate(url, DOMAINS)
     return home
 
 

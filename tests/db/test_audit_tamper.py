@@ -14,6 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -514,22 +515,30 @@ def test_db_upgrade_refuses_roles_on_sqlite(
 # --------------------------------------------- a refused audit row leaves a minimal one
 
 
-@pytest.mark.postgres
-def test_an_audit_row_postgres_refuses_is_replaced_by_a_minimal_one(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+@contextmanager
+def _service_without_escaping(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DomainService]:
+    """A service on a migrated PostgreSQL that writes audit text unescaped."""
     migrate.upgrade(postgres_url)
     # Simulate escaping that misses something: the NUL reaches a PostgreSQL text column.
     monkeypatch.setattr(service_module, "safe_text", lambda text: text)
     engine = make_engine(postgres_url)
     try:
-        service = DomainService(make_session_factory(engine), base_domain=BASE)
+        yield DomainService(make_session_factory(engine), base_domain=BASE)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_audit_row_postgres_refuses_is_replaced_by_a_minimal_one(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _service_without_escaping(postgres_url, monkeypatch) as service:
         with caplog.at_level(logging.ERROR, logger="db.service"):
             with pytest.raises(HostnameError):
                 service.request(ALICE, "portal\x00.acme.com", OPERATOR)
         entries = service.audit_log(ALICE)
-    finally:
-        engine.dispose()
 
     assert [(e.actor, e.action, e.outcome, e.domain, e.detail) for e in entries] == [
         (OPERATOR, "request", "rejected", None, {"audit_error": "DataError"})
@@ -541,14 +550,8 @@ def test_an_audit_row_postgres_refuses_is_replaced_by_a_minimal_one(
 def test_when_even_the_minimal_row_is_refused_the_error_propagates(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migrate.upgrade(postgres_url)
-    monkeypatch.setattr(service_module, "safe_text", lambda text: text)
-    engine = make_engine(postgres_url)
-    try:
-        service = DomainService(make_session_factory(engine), base_domain=BASE)
+    with _service_without_escaping(postgres_url, monkeypatch) as service:
         with pytest.raises(DBAPIError):  # the actor goes into the minimal row too
             service.request(ALICE, "not a hostname", "operator:\x00")
         entries = service.audit_log(ALICE)
-    finally:
-        engine.dispose()
     assert entries == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +16,7 @@ from db.service import DomainService
 from db.session import make_engine, make_session_factory
 from reconciler import payloads as p
 from reconciler.outbox import SignalDispatcher, backoff
+from tests.support import network
 from tests.support.timings import TEST_TIMINGS
 
 pytestmark = pytest.mark.temporal
@@ -50,33 +49,8 @@ def database_url(tmp_path: Path) -> str:
 @pytest.fixture
 def black_hole() -> Iterator[str]:
     """A TCP port that accepts connections and never answers (a black-holed route)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    done = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not done.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)  # read nothing, write nothing
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{listener.getsockname()[1]}"
-    done.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
-
-
-def _closed_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    with network.black_hole() as address:
+        yield address
 
 
 def _dispatcher(service: DomainService, address: str, queue: str) -> SignalDispatcher:
@@ -124,7 +98,7 @@ def test_while_temporal_is_unreachable_the_signal_waits_and_goes_out_when_it_is_
     tenant = uuid.uuid4()
     service.request(tenant, "portal.acme.com", "operator:t")
     queue = f"outbox-{uuid.uuid4().hex[:8]}"
-    unreachable = _closed_port() if outage == "down" else black_hole
+    unreachable = network.closed_port() if outage == "down" else black_hole
 
     report = asyncio.run(_dispatcher(service, unreachable, queue).dispatch_once())
 

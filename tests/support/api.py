@@ -43,6 +43,70 @@ AUDIENCE = "portal-domains-test"
 ISSUER = "https://issuer.test"
 
 
+def mint_token(
+    api: ApiSettings,
+    *,
+    role: str | None,
+    tenant: UUID | None = None,
+    sub: str | int | None = "alice",
+    ttl: float = 300,
+    key: str | None = None,
+    algorithm: str = "HS256",
+    **overrides: Any,
+) -> str:
+    """A JWT for `api`: signed with its secret unless `key` says otherwise.
+
+    `overrides` replace or add claims; a claim set to None is left out.
+    """
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "role": role,
+        "aud": api.jwt_audience,
+        "iss": api.jwt_issuer,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+    }
+    if tenant is not None:
+        claims["tenant_id"] = str(tenant)
+    claims.update(overrides)
+    claims = {name: value for name, value in claims.items() if value is not None}
+    return jwt.encode(claims, key or api.jwt_key, algorithm=algorithm)
+
+
+class FakeClock:
+    """A monotonic clock for rate limiters that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+def dns01_stack_dir(stack_dir: Path) -> Path:
+    """Create `stack_dir` holding a staging stack that issues by DNS-01 delegation.
+
+    Point PORTAL_DOMAINS_STACK_CONFIG_DIR at the result.
+    """
+    stack_dir.mkdir()
+    (stack_dir / "Pulumi.staging.yaml").write_text(
+        "config:\n"
+        "  portal-domains:acmeSolver: dns01\n"
+        "  portal-domains:acmeDns01Zone: acme.portal.algapsa.com\n"
+        "  portal-domains:acmeRfc2136Nameserver: 10.96.0.53:53\n"
+        "  portal-domains:acmeRfc2136TsigKeyName: portal-acme-update\n"
+        "  portal-domains:acmeRfc2136TsigSecret: acme-dns-tsig\n"
+    )
+    return stack_dir
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunningApi:
     base_url: str
@@ -65,20 +129,16 @@ class RunningApi:
         algorithm: str = "HS256",
         **overrides: Any,
     ) -> str:
-        now = datetime.now(UTC)
-        claims: dict[str, Any] = {
-            "sub": sub,
-            "role": role,
-            "aud": self.api.jwt_audience,
-            "iss": self.api.jwt_issuer,
-            "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(seconds=ttl)).timestamp()),
-        }
-        if tenant is not None:
-            claims["tenant_id"] = str(tenant)
-        claims.update(overrides)
-        claims = {name: value for name, value in claims.items() if value is not None}
-        return jwt.encode(claims, key or self.api.jwt_key, algorithm=algorithm)
+        return mint_token(
+            self.api,
+            role=role,
+            tenant=tenant,
+            sub=sub,
+            ttl=ttl,
+            key=key,
+            algorithm=algorithm,
+            **overrides,
+        )
 
     def headers(self, **token_args: Any) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(**token_args)}"}

@@ -27,7 +27,7 @@ from api.web.session import SESSION_COOKIE, Sessions
 from api.web.settings import WebSettings
 from core.settings import SettingsError
 from tests.api.conftest import LocalApi, MakeApi
-from tests.support.api import api_settings
+from tests.support.api import api_settings, dns01_stack_dir
 
 PAGE = "/portal/settings/domain"
 
@@ -197,16 +197,7 @@ def test_an_operator_names_the_tenant_and_acts_as_operator(make_api: MakeApi) ->
 def test_an_environment_with_dns01_delegation_shows_both_records(
     make_api: MakeApi, tmp_path: Path
 ) -> None:
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    (stacks / "Pulumi.staging.yaml").write_text(
-        "config:\n"
-        "  portal-domains:acmeSolver: dns01\n"
-        "  portal-domains:acmeDns01Zone: acme.portal.algapsa.com\n"
-        "  portal-domains:acmeRfc2136Nameserver: 10.96.0.53:53\n"
-        "  portal-domains:acmeRfc2136TsigKeyName: portal-acme-update\n"
-        "  portal-domains:acmeRfc2136TsigSecret: acme-dns-tsig\n"
-    )
+    stacks = dns01_stack_dir(tmp_path / "stacks")
     local = make_api(env={"PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stacks)})
     tenant = uuid.uuid4()
     local.service.request(tenant, "portal.acme.com", "user:setup")
