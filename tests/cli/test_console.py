@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+
 import pytest
 
 import cli.main
@@ -18,8 +21,8 @@ def _record_exits(monkeypatch: pytest.MonkeyPatch, flushed: list[str]) -> None:
     def hard_exit(code: int) -> None:
         raise _Exited("os._exit", code)
 
-    monkeypatch.setattr(cli.main.os, "_exit", hard_exit)
-    monkeypatch.setattr(cli.main.atexit, "_run_exitfuncs", lambda: flushed.append("atexit"))
+    monkeypatch.setattr(os, "_exit", hard_exit)
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: flushed.append("atexit"))
 
 
 def test_a_process_that_opened_a_temporal_client_skips_interpreter_teardown(

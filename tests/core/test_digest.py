@@ -62,6 +62,7 @@ def test_skipping_needs_an_equal_digest_and_a_recent_full_pass() -> None:
 def test_a_malformed_record_means_run_the_engine() -> None:
     good = RecordedRun(digest="a" * 64, full_pass_at=NOW)
     assert RecordedRun.from_json(good.to_json()) == good
+    bad: object
     for bad in (
         None,
         [],

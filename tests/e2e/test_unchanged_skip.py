@@ -42,7 +42,7 @@ class Engine:
 @pytest.fixture
 def setup(
     work_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[EnvironmentStack, GitOpsRepo, Path, Engine]:
+) -> tuple[EnvironmentStack, GitOpsRepo, str, Engine]:
     stack = make_stack(work_dir, parse_stack_config({}, environment="staging"))
     remote = ensure_bare_remote(tmp_path / "nm-kube-config.git")
     repo = GitOpsRepo(GitSettings(remote_url=remote, worktree=tmp_path / "worktree"))
@@ -66,7 +66,7 @@ def _reconcile(
 
 
 def test_nothing_changed_means_no_engine_run_and_a_change_runs_it_again(
-    setup: tuple[EnvironmentStack, GitOpsRepo, Path, Engine],
+    setup: tuple[EnvironmentStack, GitOpsRepo, str, Engine],
 ) -> None:
     stack, repo, remote, engine = setup
     rows = tenants(2)
@@ -103,7 +103,7 @@ def test_nothing_changed_means_no_engine_run_and_a_change_runs_it_again(
 
 
 def test_a_full_pass_runs_when_due_and_an_out_of_band_up_forgets_the_record(
-    setup: tuple[EnvironmentStack, GitOpsRepo, Path, Engine],
+    setup: tuple[EnvironmentStack, GitOpsRepo, str, Engine],
 ) -> None:
     stack, repo, _, engine = setup
     rows = tenants(1)
