@@ -92,7 +92,7 @@ from db.errors import (
     StaleStatus,
 )
 from db.importer import LegacyRow
-from db.models import PortalDomain, PortalDomainAudit, VerificationMethod
+from db.models import AUDIT_OUTCOMES, PortalDomain, PortalDomainAudit, VerificationMethod
 
 __all__ = [
     "AuditEntry",
@@ -679,6 +679,32 @@ class DomainService:
                 )
             )
 
+    def audit_operator_action(
+        self,
+        tenant_id: UUID,
+        action: str,
+        actor: str,
+        *,
+        outcome: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record an operator action that is not a change of one domain's row (e.g. the
+        console's stack recover or deletion confirmation), in its own transaction, with
+        the same escaping and minimal-row fallback as every other audit row."""
+        _check_actor(actor)
+        if not action or len(action) > 32:
+            raise ValueError(f"action must be 1-32 characters, got {action!r}")
+        if outcome not in AUDIT_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(AUDIT_OUTCOMES)}")
+        self._audit_alone(
+            tenant_id=tenant_id,
+            action=action,
+            actor=actor,
+            domain=None,
+            outcome=outcome,
+            detail=detail,
+        )
+
     def record_removals(
         self, present: Collection[str], *, environment: str, commit: str | None
     ) -> builtins.list[UUID]:
@@ -1024,7 +1050,7 @@ class DomainService:
         self,
         session: Session,
         tenant_id: UUID,
-        action: DomainAction,
+        action: DomainAction | str,
         actor: str,
         *,
         outcome: str,
@@ -1038,7 +1064,7 @@ class DomainService:
                 occurred_at=self._clock(),
                 actor=safe_text(actor),
                 tenant_id=tenant_id,
-                action=action.value,
+                action=str(action),
                 domain=safe_text(domain) if domain is not None else None,
                 status_before=before.value if before is not None else None,
                 status_after=after.value if after is not None else None,
@@ -1076,7 +1102,7 @@ class DomainService:
         self,
         *,
         tenant_id: UUID,
-        action: DomainAction,
+        action: DomainAction | str,
         actor: str,
         domain: str | None,
         outcome: str,
@@ -1111,7 +1137,7 @@ class DomainService:
         self,
         *,
         tenant_id: UUID,
-        action: DomainAction,
+        action: DomainAction | str,
         actor: str,
         outcome: str,
         error: Exception,

@@ -620,7 +620,7 @@ class EnvironmentStack:
         if repaired:
             done.append(f"removed {repaired} half-written checkpoint file(s) left by the crash")
         stack = self._open(())
-        locks = self._lock_files()
+        locks = self.lock_files()
         if locks or not self.penv.backend_url.startswith("file://"):
             # Only a backend that records the update can cancel it; a file backend's
             # lock is just the file, so cancel only when there is one.
@@ -629,7 +629,7 @@ class EnvironmentStack:
             except auto.CommandError as exc:
                 log.debug("cancel: %s", exc)
         removed = 0
-        for lock in self._lock_files():
+        for lock in self.lock_files():
             lock.unlink(missing_ok=True)
             removed += 1
         if locks:
@@ -664,7 +664,7 @@ class EnvironmentStack:
                 count += 1
         return count
 
-    def _lock_files(self) -> list[Path]:
+    def lock_files(self) -> list[Path]:
         """File backends keep locks under .pulumi/locks/<org>/<project>/<stack>/."""
         url = self.penv.backend_url
         if not url.startswith("file://"):

@@ -1,21 +1,26 @@
-"""A minimal, read-only operator console: all domains, counts per status, a tenant's history.
+"""The operator console: all domains, charts from the audit trail, a tenant's history.
 
 - GET /console                      every domain of this server's environment, filtered
                                     by ?status= (and ?environment=, which must be this
-                                    server's own), with counts per status as a bar chart
+                                    server's own), with counts per status, time to active
+                                    per domain and domains per status per day (inline SVG,
+                                    from the audit trail: core.fleet, api.web.charts)
 - GET /console/tenants/<tenant_id>  the tenant's domain, its status history and its
-                                    audit entries (from the audit trail)
+                                    audit entries, and its three objects as the stack
+                                    state holds them with its nm-kube-config file
+- /console/environment              stack health, recover, held deletions
+                                    (api.web.environment)
 
 Platform operators only (the operator role of the session); anyone else is
 refused with 403 and the refusal audited in the caller's own log, like a
-refused API read. The console changes nothing, so there is nothing else to
-audit. The per-environment parts (reconcile runs, preview, held deletions,
-stack health and recover) and the charts over time are not built yet.
+refused API read. These pages change nothing; the environment page's actions
+are audited there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -24,14 +29,19 @@ from fastapi.responses import Response
 
 from api.deps import Gatekeeper
 from api.refusals import Refusal
+from api.web.charts import BAR_X, COLUMN_BAR, days_chart, duration_chart
 from api.web.pages import CONSOLE_PATH, gate_of, render, session_of, signed_out
+from api.web.stacks import ConsoleStack, StackUnavailable, TenantDeployment
 from api.web.view import BADGES
 from core.canonical import TenantIdError, parse_tenant_id
+from core.fleet import status_per_day, time_to_active
 from core.status import DomainStatus
-from db.service import DomainNotFound
+from db.service import AuditEntry, DomainNotFound
 
 TENANT_PATH = "/console/tenants/{tenant_id}"
+ENVIRONMENT_PATH = "/console/environment"
 _BAR_WIDTH = 300
+CHART_DAYS = 14
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,7 +55,12 @@ class Bar:
     y: int
 
 
-def _operator_or_refusal(request: Request, action: str) -> Response | None:
+def console_stack(request: Request) -> ConsoleStack:
+    stack: ConsoleStack = request.app.state.console_stack
+    return stack
+
+
+def operator_or_refusal(request: Request, action: str) -> Response | None:
     """None for a platform operator; otherwise the answer (sign-in page or 403, audited)."""
     session = session_of(request)
     if session is None:
@@ -90,7 +105,7 @@ def _bars(counts: dict[DomainStatus, int]) -> list[Bar]:
 def console(
     request: Request, status: str | None = None, environment: str | None = None
 ) -> Response:
-    refused = _operator_or_refusal(request, "console")
+    refused = operator_or_refusal(request, "console")
     if refused is not None:
         return refused
     gate = gate_of(request)
@@ -105,6 +120,11 @@ def console(
             wanted = DomainStatus(status)
         except ValueError:
             wanted = None
+    # Every tenant's trail: one query per tenant, fine at a console's scale.
+    entries: list[AuditEntry] = []
+    for view in everything:
+        entries.extend(gate.service.audit_log(view.tenant_id))
+    today = datetime.now(UTC).date()
     shown = [] if environment not in (None, "", own) else everything
     if wanted is not None:
         shown = [view for view in shown if view.status is wanted]
@@ -119,6 +139,14 @@ def console(
         bars=_bars(counts),
         total=len(everything),
         chart_height=len(DomainStatus) * 24,
+        durations=duration_chart(time_to_active(entries)),
+        days=days_chart(
+            status_per_day(entries, first=today - timedelta(days=CHART_DAYS - 1), last=today)
+        ),
+        chart_days=CHART_DAYS,
+        bar_x=BAR_X,
+        column_bar=COLUMN_BAR,
+        environment_path=ENVIRONMENT_PATH,
         domains=shown,
         badges=BADGES,
         tenant_path=CONSOLE_PATH + "/tenants/",
@@ -128,7 +156,7 @@ def console(
 
 @router.get(TENANT_PATH)
 def console_tenant(request: Request, tenant_id: str) -> Response:
-    refused = _operator_or_refusal(request, "console")
+    refused = operator_or_refusal(request, "console")
     if refused is not None:
         return refused
     gate = gate_of(request)
@@ -147,6 +175,18 @@ def console_tenant(request: Request, tenant_id: str) -> Response:
     except DomainNotFound:
         view = None
     entries = gate.service.audit_log(tenant)
+    deployment: TenantDeployment | None = None
+    stack_note: str | None = None
+    if view is not None:
+        try:
+            deployment = console_stack(request).tenant(view.canonical_prefix)
+        except StackUnavailable as exc:
+            stack_note = str(exc)
+        if deployment is None and stack_note is None:
+            stack_note = (
+                f"The {gate.settings.environment} stack does not exist yet: no reconcile has "
+                "run in this environment."
+            )
     history = [
         e
         for e in entries
@@ -161,6 +201,9 @@ def console_tenant(request: Request, tenant_id: str) -> Response:
         history=history,
         entries=entries[::-1],
         badges=BADGES,
+        deployment=deployment,
+        stack_note=stack_note,
+        environment=gate.settings.environment,
         console_path=CONSOLE_PATH,
         page_path="/portal/settings/domain?" + urlencode({"tenant_id": str(tenant)}),
     )

@@ -8,6 +8,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from api.refusals import PLATFORM_LOG
 from core.status import DomainStatus
 from tests.support.api import ADMIN, OPERATOR
 from tests.web.conftest import Browser, host_for, walk
@@ -90,3 +91,30 @@ def test_the_console_refuses_tenant_roles_and_audits_it(browser: Browser) -> Non
     assert [(e.action, e.actor, (e.detail or {}).get("code")) for e in denied] == [
         ("console", "user:alice", "forbidden")
     ]
+
+
+def test_the_charts_are_drawn_and_recover_answers_in_words(browser: Browser) -> None:
+    service = browser.server.service
+    tenant = uuid.uuid4()
+    service.request(tenant, host_for(tenant), "user:setup")
+    walk(service, tenant, S.ACTIVE)
+
+    browser.sign_in(None, role=OPERATOR, sub="ops")
+    bar = browser.driver.find_element(
+        By.CSS_SELECTOR, f"#console-tta-chart g[data-tenant='{tenant}']"
+    )
+    assert bar.get_attribute("data-domain") == host_for(tenant)
+    # Rendered: the bar has a size on screen, and its label says how long it took.
+    rect = bar.find_element(By.TAG_NAME, "rect")
+    assert rect.size["width"] > 0
+    assert bar.text.endswith((" s", " min"))
+    today = browser.driver.find_elements(By.CSS_SELECTOR, "#console-days-chart g.day")[-1]
+    assert int(today.get_attribute("data-total") or 0) >= 1
+    assert today.find_elements(By.CSS_SELECTOR, "rect[data-status='active']")
+
+    browser.find("console-environment-link").click()
+    assert browser.find("console-stack-health").get_attribute("data-exists") == "no"
+    browser.find("console-recover").click()
+    assert "does not exist yet: there is nothing to recover" in browser.text("console-error")
+    rows = [e for e in browser.server.audit(PLATFORM_LOG) if e.action == "recover_stack"]
+    assert [(e.actor, e.outcome) for e in rows][-1:] == [("operator:ops", "rejected")]
