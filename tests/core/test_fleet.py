@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from uuid import UUID
@@ -28,7 +29,7 @@ class Entry:
 
 
 def _path(
-    tenant: UUID, start: datetime, steps: list[tuple[float, str, DomainStatus]], domain: str
+    tenant: UUID, start: datetime, steps: Sequence[tuple[float, str, DomainStatus]], domain: str
 ) -> list[Entry]:
     """Entries for (minutes after start, action, status) in order, each from the previous."""
     entries = []
