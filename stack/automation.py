@@ -353,8 +353,21 @@ class EnvironmentStack:
     def _last_run_file(self) -> Path:
         return self.work_dir / "last-successful-run.json"
 
+    @property
+    def state_is_private(self) -> bool:
+        """True for the embedded file backend of this work directory.
+
+        The last-run record lives beside this process's workspace, so it vouches for
+        the stack only when nobody else can update that state. With a shared backend
+        (PULUMI_BACKEND_URL: postgres://, s3://, a shared path) another worker may
+        have changed the stack since, and every reconcile runs the engine.
+        """
+        return self.penv.backend_url == f"file://{self.penv.state_dir}"
+
     def last_run(self) -> RecordedRun | None:
         """The digest of the last successful run and when it ran (None: unknown)."""
+        if not self.state_is_private:
+            return None
         try:
             return RecordedRun.from_json(json.loads(self._last_run_file().read_text()))
         except (OSError, ValueError):
