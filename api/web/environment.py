@@ -11,8 +11,16 @@
 - POST /console/environment/confirm-deletions  one reconcile through the environment
                                                workflow with confirm_deletions (the CLI's
                                                `reconcile --yes`): it joins the worker's queue
+- POST /console/environment/preview            EnvironmentStack.plan of every row: the
+                                               per-tenant changes the worker's next run
+                                               would make, the deletions it would hold and
+                                               why; refused like recover while the workflow
+                                               reconciles; changes nothing
 
-Platform operators only (refusals audited as on the other console pages); both
+The page also lists the recent reconcile runs from nm-kube-config's Git log
+(api.web.runs: the publisher's commits touching the environment's folder).
+
+Platform operators only (refusals audited as on the other console pages); the
 POSTs need the session's CSRF token (a refusal is audited as `csrf_failed`).
 Each action is audited in the platform log, outcome `ok` or `rejected`, with
 what it did in its detail; a confirmation also in each held tenant's log.
@@ -36,19 +44,23 @@ from fastapi.responses import RedirectResponse, Response
 from api.refusals import PLATFORM_LOG, Refusal
 from api.web.console import ENVIRONMENT_PATH, console_stack, operator_or_refusal
 from api.web.pages import CONSOLE_PATH, gate_of, render, session_of, signed_out
+from api.web.runs import recent_runs
 from api.web.session import CSRF_FIELD, CSRF_HEADER, Session
-from api.web.stacks import StackHealth, StackUnavailable
+from api.web.stacks import PlanFailed, StackHealth, StackUnavailable
 from api.web.view import BADGES
 from core.settings import Settings
 from db.service import REMOVAL, REMOVAL_HELD, DomainService, DomainView
+from reconciler.environment_reconcile import all_records
 from reconciler.payloads import ReconcileOutcome, ReconcileRequest
 from reconciler.starter import reconcile_busy, reconcile_now
 from reconciler.wiring import connect
+from stack.automation import RunSummary
 
 logger = logging.getLogger(__name__)
 
 RECOVER_PATH = ENVIRONMENT_PATH + "/recover"
 CONFIRM_PATH = ENVIRONMENT_PATH + "/confirm-deletions"
+PREVIEW_PATH = ENVIRONMENT_PATH + "/preview"
 CONNECT_SECONDS = 3.0
 QUERY_SECONDS = 5.0
 # How long the page waits for the confirming run; it stays queued after that.
@@ -62,6 +74,7 @@ class ConsoleAction(StrEnum):
 
     RECOVER = "recover_stack"
     CONFIRM_DELETIONS = "confirm_deletions"
+    PREVIEW = "preview_changes"
 
 
 NOTICES = {
@@ -78,6 +91,52 @@ class TemporalUnreachable(RuntimeError):
 class Answer:
     status: int
     message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreviewRow:
+    slug: str
+    tenant_id: UUID | None  # None: no row has this slug (a tenant that vanished)
+    change: str  # create / update / replace / delete / held
+    operations: str  # "create 3", "update 1, delete 1", ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preview:
+    summary: RunSummary
+    rows: list[PreviewRow]
+
+    @property
+    def held_reason(self) -> str | None:
+        return self.summary.held_reason
+
+    @property
+    def violations(self) -> list[str]:
+        return [v.line() for v in self.summary.policy_violations]
+
+
+def preview_of(summary: RunSummary, service: DomainService) -> Preview:
+    """The plan's changes per tenant, held deletions last, each with its tenant if known."""
+    tenants = {view.canonical_prefix: view.tenant_id for view in service.list()}
+    rows = [
+        PreviewRow(
+            slug=change.slug,
+            tenant_id=tenants.get(change.slug),
+            change=change.kind,
+            operations=", ".join(f"{op} {n}" for op, n in sorted(change.operations.items()) if n),
+        )
+        for change in summary.tenants
+    ]
+    rows += [
+        PreviewRow(
+            slug=slug,
+            tenant_id=tenants.get(slug),
+            change="held",
+            operations="delete held until confirmed",
+        )
+        for slug in summary.held_tenants
+    ]
+    return Preview(summary=summary, rows=rows)
 
 
 def held_deletions(service: DomainService) -> list[DomainView]:
@@ -108,6 +167,7 @@ def _page(
     notice: str | None = None,
     error: str | None = None,
     outcome: ReconcileOutcome | None = None,
+    preview: Preview | None = None,
     status: int = 200,
 ) -> Response:
     gate = gate_of(request)
@@ -131,12 +191,15 @@ def _page(
         notice=NOTICES.get(notice or ""),
         error=error,
         outcome=outcome,
+        preview=preview,
+        runs=recent_runs(gate.settings, stack.environment),
         csrf=request.app.state.web.sessions.csrf_token(session),
         csrf_field=CSRF_FIELD,
         console_path=CONSOLE_PATH,
         tenant_path=CONSOLE_PATH + "/tenants/",
         recover_path=RECOVER_PATH,
         confirm_path=CONFIRM_PATH,
+        preview_path=PREVIEW_PATH,
     )
 
 
@@ -317,3 +380,60 @@ def confirm_deletions(request: Request, csrf_token: Annotated[str, Form()] = "")
     if answer is not None:
         return _page(request, session, error=answer.message, outcome=outcome, status=answer.status)
     return _page(request, session, notice="confirmed", outcome=outcome)
+
+
+@router.post(PREVIEW_PATH)
+def preview_changes(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    checked = _checked(request, ConsoleAction.PREVIEW, csrf_token)
+    if not isinstance(checked, Session):
+        return checked
+    session = checked
+    gate = gate_of(request)
+    stack = console_stack(request)
+    env = stack.environment
+    actor = gate.actor_of(session.principal)
+    answer: Answer | None = None
+    preview: Preview | None = None
+    try:
+        if asyncio.run(_busy(gate.settings, env)):
+            answer = Answer(
+                status=409,
+                message=f"The {env} environment workflow is reconciling right now: a preview "
+                "would race its run for the stack. Wait for it to finish.",
+            )
+    except TemporalUnreachable as exc:
+        answer = Answer(
+            status=503,
+            message=f"Temporal at {gate.settings.temporal_address} is unreachable ({exc}), so "
+            f"nothing says whether a reconcile of {env} runs: nothing previewed. "
+            f"`portal-domains preview --env {env}` shows the same on a worker host.",
+        )
+    if answer is None:
+        try:
+            preview = preview_of(stack.plan(all_records(gate.service)), gate.service)
+        except PlanFailed as exc:
+            answer = Answer(status=422, message=f"Nothing to show: {exc}")
+        except StackUnavailable as exc:
+            answer = Answer(status=409, message=f"Nothing previewed: {exc}")
+    detail: dict[str, Any] = {"environment": env}
+    if preview is not None:
+        summary = preview.summary
+        detail |= {
+            "counts": summary.counts,
+            "tenants": {t.slug: t.kind for t in summary.tenants},
+            "held_tenants": summary.held_tenants,
+            "held_reason": summary.held_reason,
+        }
+    if answer is not None:
+        detail["reason"] = answer.message
+    _audit(
+        gate.service,
+        PLATFORM_LOG,
+        ConsoleAction.PREVIEW,
+        actor,
+        outcome="rejected" if answer else "ok",
+        detail=detail,
+    )
+    if answer is not None:
+        return _page(request, session, error=answer.message, status=answer.status)
+    return _page(request, session, preview=preview)

@@ -11,6 +11,9 @@ console requests never drive the same stack at once.
   (what a crashed run leaves behind; EnvironmentStack.recover repairs both).
 - `recover()`: EnvironmentStack.recover; the caller checks first that the
   environment workflow is not reconciling.
+- `plan(records)`: EnvironmentStack.plan, what the worker's next run would do
+  (per-tenant changes, held deletions and why); the same check first. A plan
+  that fails raises PlanFailed with the engine's or the policy pack's words.
 
 A stack that does not exist yet is said so, never created by a read. With the
 file backend (the embedded default) that is known from its checkpoint file;
@@ -23,7 +26,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +34,16 @@ from typing import Any
 from pulumi import automation as auto
 
 from core.digest import RecordedRun
+from core.records import DomainRecord
 from core.settings import Settings
 from reconciler.wiring import environment_stack
-from stack.automation import PROJECT, EnvironmentStack, StackOperationError
+from stack.automation import (
+    PROJECT,
+    EnvironmentStack,
+    RefusedRun,
+    RunSummary,
+    StackOperationError,
+)
 from stack.export import render_files
 
 Build = Callable[[Settings, str], EnvironmentStack]
@@ -41,6 +51,10 @@ Build = Callable[[Settings, str], EnvironmentStack]
 
 class StackUnavailable(RuntimeError):
     """The stack cannot be read or changed here; the message says why, in words."""
+
+
+class PlanFailed(StackUnavailable):
+    """The preview ran and failed: a policy violation, a refused run, an engine error."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,3 +216,24 @@ class ConsoleStack:
                 return stack.recover()
             except (auto.CommandError, StackOperationError) as exc:
                 raise StackUnavailable(f"recover failed: {str(exc)[-500:]}") from exc
+
+    # ---------------------------------------------------------------- previewing
+
+    def plan(self, records: Sequence[DomainRecord]) -> RunSummary:
+        """EnvironmentStack.plan of `records`; a stack that does not exist is not created."""
+        with self._lock:
+            stack = self._get()
+            if not self.exists():
+                raise StackUnavailable(
+                    f"stack {stack.stack_name} does not exist yet (no reconcile has run "
+                    "in this environment): there is nothing to compare with. The first "
+                    "reconcile creates it with every verified domain."
+                )
+            self._need_pulumi(stack)
+            try:
+                return stack.plan(records)
+            except (RefusedRun, StackOperationError) as exc:
+                # PolicyViolationsError (a StackOperationError) lists every violation.
+                raise PlanFailed(f"the preview failed: {str(exc)[-2000:]}") from exc
+            except auto.CommandError as exc:
+                raise PlanFailed(f"the preview failed: {str(exc)[-500:]}") from exc

@@ -14,18 +14,30 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import git
 import pytest
 
 from api.refusals import PLATFORM_LOG
+from api.web import environment as environment_page
 from api.web.environment import held_deletions
+from core.adoption import NOT_OURS
+from core.violations import PolicyViolation
 from db.service import REMOVAL, REMOVAL_HELD, AuditEntry, DomainService
-from reconciler.wiring import environment_stack
+from reconciler.wiring import environment_stack, gitops_repo
+from stack.automation import EnvironmentStack, PolicyViolationsError
+from stack.export import HEADER
 from tests.api.conftest import LocalApi, MakeApi
+from tests.support.seed import seed_pending_certificate
 from tests.web.conftest import S, host_for, walk
 
 ENVIRONMENT = "/console/environment"
 # Nothing listens there: Temporal is unreachable, and no CI server is touched by mistake.
 NO_TEMPORAL = {"PORTAL_DOMAINS_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+ACTIONS = {
+    ENVIRONMENT + "/recover": "recover_stack",
+    ENVIRONMENT + "/confirm-deletions": "confirm_deletions",
+    ENVIRONMENT + "/preview": "preview_changes",
+}
 
 
 def _signed_in(
@@ -114,7 +126,7 @@ def test_a_tenant_page_says_when_the_stack_does_not_exist_yet(make_api: MakeApi)
 # ------------------------------------------------------------------ RBAC and CSRF
 
 
-@pytest.mark.parametrize("path", [ENVIRONMENT + "/recover", ENVIRONMENT + "/confirm-deletions"])
+@pytest.mark.parametrize("path", list(ACTIONS))
 def test_tenant_roles_may_not_use_the_environment_page_and_the_refusal_is_audited(
     make_api: MakeApi, path: str
 ) -> None:
@@ -125,7 +137,7 @@ def test_tenant_roles_may_not_use_the_environment_page_and_the_refusal_is_audite
     answer = client.post(path, data={"csrf_token": "x"})
     assert answer.status_code == 403
     assert "platform operators only" in answer.text
-    action = "recover_stack" if path.endswith("recover") else "confirm_deletions"
+    action = ACTIONS[path]
     denied = [e for e in local.audit(tenant) if e.outcome == "denied" and e.action == action]
     assert [(e.actor, (e.detail or {}).get("code")) for e in denied] == [
         ("user:alice", "forbidden")
@@ -133,7 +145,7 @@ def test_tenant_roles_may_not_use_the_environment_page_and_the_refusal_is_audite
     assert _console_rows(local, PLATFORM_LOG, action) == []
 
 
-@pytest.mark.parametrize("path", [ENVIRONMENT + "/recover", ENVIRONMENT + "/confirm-deletions"])
+@pytest.mark.parametrize("path", list(ACTIONS))
 def test_an_action_without_the_csrf_token_is_refused_and_audited(
     make_api: MakeApi, path: str
 ) -> None:
@@ -141,7 +153,7 @@ def test_an_action_without_the_csrf_token_is_refused_and_audited(
     client = _signed_in(local, None)
     answer = client.post(path, data={"csrf_token": "forged"})
     assert answer.status_code == 403
-    action = "recover_stack" if path.endswith("recover") else "confirm_deletions"
+    action = ACTIONS[path]
     rows = _console_rows(local, PLATFORM_LOG, action)
     assert [(e.outcome, (e.detail or {}).get("code")) for e in rows] == [("denied", "csrf_failed")]
 
@@ -232,3 +244,207 @@ def test_the_deployed_objects_their_file_and_a_recover_on_the_real_stack(
     [row] = _console_rows(local, PLATFORM_LOG, "recover_stack")
     assert row.outcome == "ok"
     assert any("lock" in step for step in (row.detail or {})["steps"])
+
+
+# ------------------------------------------------------------------ preview pending changes
+
+
+def _busy_answer(monkeypatch: pytest.MonkeyPatch, busy: bool) -> None:
+    """What the environment workflow's status query answers (the Temporal side is
+    covered by reconciler.starter's own tests)."""
+
+    async def answer(settings: object, environment: str) -> bool:
+        return busy
+
+    monkeypatch.setattr(environment_page, "_busy", answer)
+
+
+def test_a_preview_is_refused_while_the_workflow_reconciles(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = make_api(env=NO_TEMPORAL)
+    _busy_answer(monkeypatch, True)
+    client = _signed_in(local, None)
+    token = _csrf(client.get(ENVIRONMENT).text)
+    answer = client.post(ENVIRONMENT + "/preview", data={"csrf_token": token})
+    assert answer.status_code == 409
+    assert "is reconciling right now" in answer.text
+    assert 'id="console-preview"' not in answer.text
+    [row] = _console_rows(local, PLATFORM_LOG, "preview_changes")
+    assert (row.actor, row.outcome) == ("operator:ops", "rejected")
+    assert "reconciling" in (row.detail or {})["reason"]
+
+
+def test_a_preview_without_temporal_is_refused_not_guessed(make_api: MakeApi) -> None:
+    local = make_api(env=NO_TEMPORAL)
+    client = _signed_in(local, None)
+    token = _csrf(client.get(ENVIRONMENT).text)
+    answer = client.post(ENVIRONMENT + "/preview", data={"csrf_token": token})
+    assert answer.status_code == 503
+    assert "nothing previewed" in answer.text
+    [row] = _console_rows(local, PLATFORM_LOG, "preview_changes")
+    assert row.outcome == "rejected"
+
+
+def test_a_preview_before_the_first_reconcile_says_there_is_no_stack_and_creates_none(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = make_api(env=NO_TEMPORAL)
+    _busy_answer(monkeypatch, False)
+    tenant = uuid.uuid4()
+    local.service.request(tenant, host_for(tenant), "user:setup")
+    walk(local.service, tenant, S.PENDING_CERTIFICATE)
+    client = _signed_in(local, None)
+    token = _csrf(client.get(ENVIRONMENT).text)
+    answer = client.post(ENVIRONMENT + "/preview", data={"csrf_token": token})
+    assert answer.status_code == 409
+    assert "does not exist yet" in answer.text
+    assert 'data-exists="no"' in answer.text
+    assert 'data-exists="no"' in client.get(ENVIRONMENT).text
+    [row] = _console_rows(local, PLATFORM_LOG, "preview_changes")
+    assert row.outcome == "rejected"
+
+
+@pytest.mark.pulumi
+@pytest.mark.temporal
+def test_a_preview_on_the_real_stack_lists_changes_and_held_deletions_and_a_failure(
+    make_api: MakeApi,
+    temporal_address: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # deletionCap 0: any removal is held until an operator confirms.
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    staging = (Path(__file__).parents[2] / "Pulumi.staging.yaml").read_text()
+    assert 'deletionCap: "10"' in staging
+    (stacks / "Pulumi.staging.yaml").write_text(
+        staging.replace('deletionCap: "10"', 'deletionCap: "0"')
+    )
+    local = make_api(
+        env={
+            "PORTAL_DOMAINS_TEMPORAL_ADDRESS": temporal_address,
+            "PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stacks),
+        }
+    )
+    settings = local.app.state.gatekeeper.settings
+    seeded = seed_pending_certificate(
+        settings.database_url, ["portal.acme.com", "portal.globex.io"]
+    )
+    kept, leaving = sorted(v.tenant_id for v in seeded.list())
+    stack = environment_stack(settings, settings.environment)
+    stack.up(local.service.load_records())
+    # Since the last run: one domain is disabled (its removal is held), one is new.
+    local.service.disable(leaving, "user:setup")
+    arriving = uuid.uuid4()
+    local.service.request(arriving, host_for(arriving), "user:setup")
+    walk(local.service, arriving, S.PENDING_CERTIFICATE)
+    slug = {t: local.service.get(t).canonical_prefix for t in (kept, leaving, arriving)}
+
+    client = _signed_in(local, None)
+    token = _csrf(client.get(ENVIRONMENT).text)
+    answer = client.post(ENVIRONMENT + "/preview", data={"csrf_token": token})
+    assert answer.status_code == 200, answer.text
+    rows = re.findall(r'<tr data-slug="([^"]+)" data-change="([^"]+)">', answer.text)
+    assert rows == [(slug[arriving], "create"), (slug[leaving], "held")]
+    held = re.search(r'<p class="note" id="console-preview-held-reason">(.*?)</p>', answer.text)
+    assert held is not None
+    assert "deletionCap=0" in held.group(1)
+    assert f'href="/console/tenants/{arriving}"' in answer.text
+    [row] = _console_rows(local, PLATFORM_LOG, "preview_changes")
+    assert (row.actor, row.outcome) == ("operator:ops", "ok")
+    detail = row.detail or {}
+    assert detail["tenants"] == {slug[arriving]: "create"}
+    assert detail["held_tenants"] == [slug[leaving]]
+    # A preview changes nothing.
+    assert stack.stack_tenants() == sorted([slug[kept], slug[leaving]])
+
+    # A plan the policy pack refuses: its words on the page, no 500.
+    violation = PolicyViolation(
+        policy="host-not-reserved",
+        enforcement_level="mandatory",
+        resource_urn="urn:pulumi:staging::portal-domains::x",
+        message="portal.algapsa.com is reserved",
+    )
+
+    def refused(self: EnvironmentStack, records: object, **kwargs: object) -> None:
+        raise PolicyViolationsError([violation])
+
+    monkeypatch.setattr(EnvironmentStack, "plan", refused)
+    failed = client.post(ENVIRONMENT + "/preview", data={"csrf_token": token})
+    assert failed.status_code == 422
+    assert "policy violations blocked the run" in failed.text
+    assert "portal.algapsa.com is reserved" in failed.text
+    assert 'id="console-preview"' not in failed.text
+    last = _console_rows(local, PLATFORM_LOG, "preview_changes")[-1]
+    assert last.outcome == "rejected"
+    assert "portal.algapsa.com is reserved" in (last.detail or {})["reason"]
+
+
+# ------------------------------------------------------------------ recent reconcile runs
+
+
+def _runs(text: str) -> list[tuple[str, str]]:
+    return re.findall(r'<tr data-commit="([0-9a-f]{40})" data-slugs="([^"]*)">', text)
+
+
+def _file(slug: str, body: str = "kind: ConfigMap\n") -> str:
+    return HEADER.format(env="staging") + f"# {slug}\n" + body
+
+
+def test_recent_runs_come_from_the_remote_log_of_the_environment_folder(
+    make_api: MakeApi, tmp_path: Path
+) -> None:
+    local = make_api(env=NO_TEMPORAL)
+    settings = local.app.state.gatekeeper.settings
+    client = _signed_in(local, None)
+    # Before the first reconcile: said so, and the embedded remote is not created.
+    empty = client.get(ENVIRONMENT)
+    assert "No nm-kube-config yet" in empty.text
+    assert _runs(empty.text) == []
+    assert not settings.embedded_remote.exists()
+
+    repo = gitops_repo(settings, settings.environment)
+    folder = environment_stack(settings, settings.environment).config.manifest_root
+    first = repo.publish(folder, {"a1b2c3d": _file("a1b2c3d")})
+    assert first.commit is not None
+    # A human's commit: a file in the folder the next publish adopts (it has our
+    # file's name), and a commit outside the folder that is not a run of this page.
+    clone = git.Repo.clone_from(str(settings.embedded_remote), tmp_path / "human")
+    with clone.config_writer() as writer:
+        writer.set_value("user", "name", "human")
+        writer.set_value("user", "email", "human@example.com")
+    root = Path(str(clone.working_tree_dir))
+    (root / folder / "e4f5a6b.yaml").write_text("kind: ConfigMap\n")
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "x.yaml").write_text("kind: ConfigMap\n")
+    clone.index.add([f"{folder}/e4f5a6b.yaml"])
+    human = clone.index.commit("hand-written e4f5a6b")
+    clone.index.add(["elsewhere/x.yaml"])
+    clone.index.commit("not portal-domains")
+    clone.remote("origin").push("main")
+    second = repo.publish(
+        folder,
+        {"a1b2c3d": _file("a1b2c3d"), "e4f5a6b": _file("e4f5a6b"), "f0f0f0f": _file("f0f0f0f")},
+    )
+    assert second.commit is not None
+
+    page = client.get(ENVIRONMENT)
+    assert _runs(page.text) == [
+        (second.commit, "e4f5a6b f0f0f0f"),
+        (human.hexsha, ""),
+        (first.commit, "a1b2c3d"),
+    ]
+    assert f"<code>{second.commit[:12]}</code>" in page.text
+    assert "not a portal-domains run: hand-written e4f5a6b" in page.text
+    adoption = re.findall(r'<ul class="adoption"><li>(.*?)</li></ul>', page.text)
+    assert adoption == [f"adopted {folder}/e4f5a6b.yaml ({NOT_OURS})"]
+
+
+def test_recent_runs_of_a_network_remote_are_not_fetched(make_api: MakeApi) -> None:
+    remote = "https://x-access-token:secret@git.example.com/org/nm-kube-config.git"
+    local = make_api(env={**NO_TEMPORAL, "PORTAL_DOMAINS_GITOPS_REMOTE": remote})
+    page = _signed_in(local, None).get(ENVIRONMENT)
+    assert page.status_code == 200
+    assert "Runs are listed for local remotes only." in page.text
+    assert "secret" not in page.text
