@@ -22,12 +22,12 @@ from api.errors import ApiError
 from api.middleware import PRINCIPAL_KEY
 from api.ratelimit import RateLimiter, TenantRateLimiter
 from api.rbac import ApiAction, decide
-from api.refusals import PLATFORM_LOG, Refusal, RefusalAuditor, Requester
+from api.refusals import Refusal, RefusalAuditor, Requester
 from api.settings import ApiSettings
 from core.canonical import TenantIdError, parse_tenant_id
 from core.config import StackConfig
 from core.settings import Settings
-from db.service import DomainService
+from db.service import PLATFORM_LOG, DomainService
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import AuthError, authenticate
 from api.errors import error_response, unauthorized
-from api.refusals import PLATFORM_LOG, Refusal, RefusalAuditor, Requester
+from api.refusals import Refusal, RefusalAuditor, Requester
 from api.settings import ApiSettings
+from db.service import PLATFORM_LOG
 
 logger = logging.getLogger(__name__)
 

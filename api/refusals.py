@@ -32,11 +32,10 @@ from typing import Any
 from uuid import UUID
 
 from api.ratelimit import RateLimiter
-from db.service import MAX_AUDITED_INPUT, DomainService
+from db.service import MAX_AUDITED_INPUT, PLATFORM_LOG, DomainService
 
 logger = logging.getLogger(__name__)
 
-PLATFORM_LOG = UUID(int=0)
 # Role claims are free text from the token: recorded, but cut.
 MAX_AUDITED_ROLE = 64
 ANONYMOUS = "anonymous"

@@ -254,6 +254,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 # verification_details["removal"] of a disabled domain: requested, then removed.
+# The platform's own audit log: actions on no single tenant (401s, console actions,
+# reconcile runs). No tenant has this id, so no tenant can read it.
+PLATFORM_LOG = UUID(int=0)
+
 REMOVAL = "removal"
 REMOVAL_REQUESTED = "requested"
 REMOVAL_DONE = "removed"

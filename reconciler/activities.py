@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from core.records import CAA_CHECK, CHALLENGE_CHECK, CNAME_CHECK
 from core.status import DomainStatus
 from core.sync import Synced, parse_synced, routing_not_accepted
 from db.errors import DomainNotFound, StaleStatus
-from db.service import REMOVAL, REMOVAL_HELD, DomainService
+from db.service import PLATFORM_LOG, REMOVAL, REMOVAL_HELD, DomainService
 from reconciler import payloads as p
 from reconciler.environment_reconcile import all_records, reconcile_once
 from reconciler.errors import to_application_error
@@ -86,6 +87,10 @@ class ActivityDependencies:
     heartbeat_timeout_seconds: float = 60.0
     # The engine is skipped while nothing changed, but runs at least this often.
     full_pass_every: timedelta = timedelta(hours=1)
+
+
+# The action of the platform audit row each reconcile attempt writes.
+RECONCILE_AUDIT_ACTION = "reconcile"
 
 
 class DomainActivities:
@@ -352,8 +357,37 @@ class DomainActivities:
             properties={"tenant_id": inp.tenant_id, **inp.properties},
         )
 
-    def _failed(self, env: str, err: PortalDomainsError, attempt: int) -> None:
+    def _audit_run(self, env: str, outcome: str, detail: dict[str, Any]) -> None:
+        """One row per reconcile attempt in the platform's audit log (the console's runs).
+
+        Bookkeeping: a database hiccup here is logged and never fails the run.
+        """
+        try:
+            self.deps.domains.audit_operator_action(
+                PLATFORM_LOG,
+                RECONCILE_AUDIT_ACTION,
+                "reconciler",
+                outcome=outcome,
+                detail={"environment": env, **detail},
+            )
+        except (PortalDomainsError, SQLAlchemyError, ValueError) as err:
+            activity.logger.warning("the reconcile run of %s was not audited: %s", env, err)
+
+    def _failed(
+        self, env: str, err: PortalDomainsError, attempt: int, run_id: str, duration: float
+    ) -> None:
         """The failure event, sent like `portal_domain.reconciled` (one per attempt)."""
+        self._audit_run(
+            env,
+            "rejected",
+            {
+                "run_id": run_id,
+                "attempt": attempt,
+                "duration_seconds": round(duration, 2),
+                "code": err.code,
+                "reason": " ".join(str(err).split())[:300],
+            },
+        )
         self.deps.analytics.capture(
             "portal_domain.reconcile_failed",
             distinct_id=f"environment:{env}",
@@ -429,6 +463,7 @@ class DomainActivities:
     ) -> p.ReconcileOutcome:
         env = inp.environment
         self.reconcile_runs += 1
+        started = time.monotonic()
         try:
             report = reconcile_once(
                 stack=self.deps.stack_for(env),
@@ -450,13 +485,13 @@ class DomainActivities:
                 ),
             )
         except RefusedRun as err:
-            self._failed(env, err, attempt)
+            self._failed(env, err, attempt, inp.run_id, time.monotonic() - started)
             raise to_application_error(err, prefix="refused: ") from err
         except GitOpsError as err:
-            self._failed(env, err, attempt)
+            self._failed(env, err, attempt, inp.run_id, time.monotonic() - started)
             raise to_application_error(err, prefix="git: ") from err
         except PortalDomainsError as err:
-            self._failed(env, err, attempt)
+            self._failed(env, err, attempt, inp.run_id, time.monotonic() - started)
             raise to_application_error(err) from err
         if report.recovered:
             activity.logger.warning(
@@ -498,6 +533,24 @@ class DomainActivities:
             duration_seconds=report.duration_seconds,
             adoption=report.adoption,
             skipped=report.skipped,
+        )
+        self._audit_run(
+            env,
+            "ok",
+            {
+                "run_id": inp.run_id,
+                "attempt": attempt,
+                "duration_seconds": round(report.duration_seconds, 2),
+                "message": outcome.message,
+                "created": outcome.created,
+                "updated": outcome.updated,
+                "replaced": outcome.replaced,
+                "deleted": outcome.deleted,
+                "changed": list(outcome.changed_slugs),
+                "commit": outcome.commit,
+                "held": list(outcome.held_tenants),
+                "skipped": bool(outcome.skipped),
+            },
         )
         self.deps.analytics.capture(
             "portal_domain.reconciled",

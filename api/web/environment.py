@@ -41,15 +41,15 @@ from uuid import UUID
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.refusals import PLATFORM_LOG, Refusal
+from api.refusals import Refusal
 from api.web.console import ENVIRONMENT_PATH, console_stack, operator_or_refusal
 from api.web.pages import CONSOLE_PATH, gate_of, render, session_of, signed_out
-from api.web.runs import recent_runs
+from api.web.runs import audited_runs, recent_runs
 from api.web.session import CSRF_FIELD, CSRF_HEADER, Session
 from api.web.stacks import PlanFailed, StackHealth, StackUnavailable
 from api.web.view import BADGES
 from core.settings import Settings
-from db.service import REMOVAL, REMOVAL_HELD, DomainService, DomainView
+from db.service import PLATFORM_LOG, REMOVAL, REMOVAL_HELD, DomainService, DomainView
 from reconciler.environment_reconcile import all_records
 from reconciler.payloads import ReconcileOutcome, ReconcileRequest
 from reconciler.starter import reconcile_busy, reconcile_now
@@ -193,6 +193,7 @@ def _page(
         outcome=outcome,
         preview=preview,
         runs=recent_runs(gate.settings, stack.environment),
+        attempts=audited_runs(gate.service, stack.environment),
         csrf=request.app.state.web.sessions.csrf_token(session),
         csrf_field=CSRF_FIELD,
         console_path=CONSOLE_PATH,

@@ -41,7 +41,7 @@ from api.auth import AuthError, Principal
 from api.deps import Gatekeeper
 from api.errors import ApiError, http_status_for
 from api.rbac import ApiAction, decide
-from api.refusals import PLATFORM_LOG, Refusal, Requester
+from api.refusals import Refusal, Requester
 from api.routes import current, respond
 from api.settings import ApiSettings
 from api.web.session import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Session, Sessions
@@ -50,6 +50,7 @@ from api.web.view import NOTICES, error_sentence, treatment
 from core.canonical import TenantIdError, parse_tenant_id
 from core.errors import PortalDomainsError
 from core.status import DomainStatus
+from db.service import PLATFORM_LOG
 
 logger = logging.getLogger(__name__)
 

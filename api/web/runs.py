@@ -19,6 +19,8 @@ import git
 from adapters.gitops import GitSettings, redact
 from core.runs import parse_sync_message
 from core.settings import Settings
+from db.service import PLATFORM_LOG, DomainService
+from reconciler.activities import RECONCILE_AUDIT_ACTION
 from stack.automation import ISSUER_FILE
 from stack.config import load_stack_config
 
@@ -124,3 +126,44 @@ def _entry(commit: git.Commit, directory: str) -> RunEntry:
         other_files=parsed.other_files if parsed else (),
         adoption=parsed.adoption if parsed else (),
     )
+
+
+@dataclass(frozen=True)
+class AuditedRun:
+    """One reconcile attempt as the worker audited it (db.service PLATFORM_LOG)."""
+
+    at: datetime
+    ok: bool
+    duration_seconds: float | None
+    summary: str  # the run's message, or why it failed
+    changed: tuple[str, ...]
+    commit: str | None
+    attempt: int | None
+
+
+def audited_runs(service: DomainService, environment: str, *, limit: int = 20) -> list[AuditedRun]:
+    """The environment's last reconcile attempts, newest first: when, result, duration,
+    what changed per tenant (every attempt, failed ones too, unlike the Git log)."""
+    runs: list[AuditedRun] = []
+    for entry in reversed(service.audit_log(PLATFORM_LOG)):
+        detail = entry.detail or {}
+        if entry.action != RECONCILE_AUDIT_ACTION or detail.get("environment") != environment:
+            continue
+        duration = detail.get("duration_seconds")
+        attempt = detail.get("attempt")
+        changed = detail.get("changed")
+        commit = detail.get("commit")
+        runs.append(
+            AuditedRun(
+                at=entry.occurred_at,
+                ok=entry.outcome == "ok",
+                duration_seconds=float(duration) if isinstance(duration, int | float) else None,
+                summary=str(detail.get("message") or detail.get("reason") or ""),
+                changed=tuple(str(s) for s in changed) if isinstance(changed, list) else (),
+                commit=str(commit) if isinstance(commit, str) else None,
+                attempt=attempt if isinstance(attempt, int) else None,
+            )
+        )
+        if len(runs) >= limit:
+            break
+    return runs

@@ -11,9 +11,8 @@ import uuid
 
 import pytest
 
-from api.refusals import PLATFORM_LOG
 from cli.common import parse_actor
-from db.service import AuditEntry
+from db.service import PLATFORM_LOG, AuditEntry
 from tests.api.conftest import MakeApi
 from tests.support.api import ADMIN, ISSUER, MEMBER, OPERATOR
 

@@ -17,9 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.refusals import PLATFORM_LOG
 from core.status import DomainStatus as S
-from db.service import REMOVAL, REMOVAL_DONE
+from db.service import PLATFORM_LOG, REMOVAL, REMOVAL_DONE
 from tests.support.api import api_settings, mint_token
 from tests.support.harness import reconciler_harness
 
@@ -81,5 +80,15 @@ def test_an_operator_confirms_a_held_removal_in_the_console_and_the_worker_prune
                 if e.action == "confirm_deletions"
             ]
             assert [(e.actor, e.outcome) for e in entries] == [("operator:ops", "ok")]
+
+            # The environment page lists the worker's runs from the audit trail,
+            # the confirming one first, with what it deleted and how long it took.
+            runs = client.get("/console/environment")
+            table = runs.text.split('id="console-attempts"', 1)[1].split("</table>", 1)[0]
+            assert 'data-ok="no"' not in table
+            first_row = table.split("<tr data-ok=")[1]
+            assert "1 deleted" in first_row or "3 deleted" in first_row
+            assert " s</td>" in first_row  # a duration
+            assert len(table.split("<tr data-ok=")) >= 3  # the earlier runs are listed too
 
     asyncio.run(scenario())

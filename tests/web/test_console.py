@@ -8,8 +8,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from api.refusals import PLATFORM_LOG
 from core.status import DomainStatus
+from db.service import PLATFORM_LOG
 from tests.support.api import ADMIN, OPERATOR
 from tests.web.conftest import Browser, host_for, walk
 

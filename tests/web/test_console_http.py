@@ -17,12 +17,11 @@ from uuid import UUID
 import git
 import pytest
 
-from api.refusals import PLATFORM_LOG
 from api.web import environment as environment_page
 from api.web.environment import held_deletions
 from core.adoption import NOT_OURS
 from core.violations import PolicyViolation
-from db.service import REMOVAL, REMOVAL_HELD, AuditEntry, DomainService
+from db.service import PLATFORM_LOG, REMOVAL, REMOVAL_HELD, AuditEntry, DomainService
 from reconciler.wiring import environment_stack, gitops_repo
 from stack.automation import EnvironmentStack, PolicyViolationsError
 from stack.export import HEADER
@@ -448,3 +447,57 @@ def test_recent_runs_of_a_network_remote_are_not_fetched(make_api: MakeApi) -> N
     assert page.status_code == 200
     assert "Runs are listed for local remotes only." in page.text
     assert "secret" not in page.text
+
+
+def test_the_runs_table_lists_each_attempt_of_this_environment_failed_ones_too(
+    make_api: MakeApi,
+) -> None:
+    from reconciler.activities import RECONCILE_AUDIT_ACTION
+
+    local = make_api()
+    write = local.service.audit_operator_action
+    write(
+        PLATFORM_LOG,
+        RECONCILE_AUDIT_ACTION,
+        "reconciler",
+        outcome="ok",
+        detail={
+            "environment": "staging",
+            "duration_seconds": 12.5,
+            "message": "staging: 3 created, 0 updated, 0 replaced, 0 deleted",
+            "changed": ["aaaaaaa"],
+            "commit": "0123456789abcdef",
+            "attempt": 1,
+        },
+    )
+    write(
+        PLATFORM_LOG,
+        RECONCILE_AUDIT_ACTION,
+        "reconciler",
+        outcome="rejected",
+        detail={
+            "environment": "staging",
+            "duration_seconds": 3.0,
+            "reason": "git: the remote refused the push",
+            "attempt": 2,
+        },
+    )
+    write(
+        PLATFORM_LOG,
+        RECONCILE_AUDIT_ACTION,
+        "reconciler",
+        outcome="ok",
+        detail={"environment": "prod", "message": "prod: elsewhere"},
+    )
+    page = _signed_in(local, None).get(ENVIRONMENT)
+    assert page.status_code == 200, page.text
+    table = page.text.split('id="console-attempts"', 1)[1].split("</table>", 1)[0]
+    rows = table.split("<tr data-ok=")[1:]
+    assert len(rows) == 2  # prod's run is not this environment's
+    assert rows[0].startswith('"no"')  # newest first: the failed attempt
+    assert "failed (attempt 2)" in rows[0]
+    assert "the remote refused the push" in rows[0]
+    assert rows[1].startswith('"yes"')
+    assert "12.5 s" in rows[1]
+    assert "aaaaaaa" in rows[1]
+    assert "0123456789ab" in rows[1]

@@ -21,11 +21,11 @@ import pytest
 
 from api.app import create_app
 from api.auth import AuthError
-from api.refusals import PLATFORM_LOG
 from api.settings import ApiSettings
 from api.web.session import SESSION_COOKIE, Sessions
 from api.web.settings import WebSettings
 from core.settings import SettingsError
+from db.service import PLATFORM_LOG
 from tests.api.conftest import LocalApi, MakeApi
 from tests.support.api import api_settings, dns01_stack_dir
 
