@@ -501,3 +501,57 @@ def test_the_community_edition_shows_a_read_only_card_with_the_default_address(
         assert '"code":"edition_not_supported"' in answer["body"]
     finally:
         chrome.delete_all_cookies()
+
+
+# ------------------------------------------------------------------ contrast
+
+# Every visible text's WCAG 2 contrast against the background it is drawn on
+# (the nearest ancestor with an opaque background), as the browser computed them.
+_CONTRASTS = """
+const parse = (c) => {
+  const m = c.match(/[\\d.]+/g).map(Number);
+  return m.length > 3 ? m : [...m, 1];
+};
+const lum = ([r, g, b]) => {
+  const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+};
+const background = (el) => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = parse(getComputedStyle(e).backgroundColor);
+    if (c[3] >= 1) return c;
+  }
+  return [255, 255, 255, 1];
+};
+const out = [];
+for (const el of document.querySelectorAll('body *')) {
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  const style = getComputedStyle(el);
+  if (!own || style.visibility === 'hidden' || el.getClientRects().length === 0) continue;
+  const [a, b] = [lum(parse(style.color)), lum(background(el))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+  const large = size >= 24 || (bold && size >= 18.66);
+  out.push([el.tagName + (el.id ? '#' + el.id : '') + '.' + el.className, ratio, large,
+            el.textContent.trim().slice(0, 40)]);
+}
+return out;
+"""
+
+
+@pytest.mark.parametrize("status", [S.PENDING_DNS, S.DNS_FAILED, S.CERTIFICATE_FAILED, S.ACTIVE])
+def test_every_text_meets_wcag_aa_contrast(
+    browser: Browser, tenant: UUID, status: DomainStatus
+) -> None:
+    _request(browser, tenant)
+    walk(browser.server.service, tenant, status)
+    browser.sign_in(tenant)
+    browser.wait(lambda d: d.execute_script("return document.readyState") == "complete")
+    measured = browser.driver.execute_script(_CONTRASTS)
+    assert len(measured) > 10  # the page's texts were found
+    weak = [
+        (where, round(ratio, 2), text)
+        for where, ratio, large, text in measured
+        if ratio < (3.0 if large else 4.5)
+    ]
+    assert weak == []
