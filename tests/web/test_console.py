@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from core.status import DomainStatus
 from db.service import PLATFORM_LOG
@@ -16,6 +18,14 @@ from tests.web.conftest import Browser, host_for, walk
 pytestmark = [pytest.mark.browser, pytest.mark.temporal]
 
 S = DomainStatus
+
+
+def _navigate(browser: Browser, element: WebElement) -> None:
+    """Click something that loads a new page, and wait until the old one is gone."""
+    old = browser.driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser.driver, 10).until(staleness_of(old))
+    browser.wait(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _counts(browser: Browser) -> dict[str, int]:
@@ -51,7 +61,7 @@ def test_operators_see_every_domain_filter_by_status_and_open_a_tenants_history(
     assert len(rows) == 4
 
     Select(browser.find("console-status")).select_by_value("pending_dns")
-    browser.find("console-filter-submit").click()
+    _navigate(browser, browser.find("console-filter-submit"))
     rows = browser.driver.find_elements(By.CSS_SELECTOR, "#console-domains tbody tr[data-tenant]")
     assert sorted(str(r.get_attribute("data-tenant")) for r in rows) == sorted(
         [str(tenants[S.PENDING_DNS]), str(extra)]
@@ -62,7 +72,9 @@ def test_operators_see_every_domain_filter_by_status_and_open_a_tenants_history(
 
     browser.open("/console")
     active = tenants[S.ACTIVE]
-    browser.driver.find_element(By.CSS_SELECTOR, f"tr[data-tenant='{active}'] a").click()
+    _navigate(
+        browser, browser.driver.find_element(By.CSS_SELECTOR, f"tr[data-tenant='{active}'] a")
+    )
     assert browser.text("console-tenant-status") == "Active"
     history = [
         li.get_attribute("data-status")
@@ -112,9 +124,9 @@ def test_the_charts_are_drawn_and_recover_answers_in_words(browser: Browser) -> 
     assert int(today.get_attribute("data-total") or 0) >= 1
     assert today.find_elements(By.CSS_SELECTOR, "rect[data-status='active']")
 
-    browser.find("console-environment-link").click()
+    _navigate(browser, browser.find("console-environment-link"))
     assert browser.find("console-stack-health").get_attribute("data-exists") == "no"
-    browser.find("console-recover").click()
+    _navigate(browser, browser.find("console-recover"))
     assert "does not exist yet: there is nothing to recover" in browser.text("console-error")
     rows = [e for e in browser.server.audit(PLATFORM_LOG) if e.action == "recover_stack"]
     assert [(e.actor, e.outcome) for e in rows][-1:] == [("operator:ops", "rejected")]
