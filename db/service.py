@@ -671,16 +671,14 @@ class DomainService:
         if not action or len(action) > 32:
             raise ValueError(f"action must be 1-32 characters, got {action!r}")
         with self._sessions.begin() as session:
-            session.add(
-                PortalDomainAudit(
-                    occurred_at=self._clock(),
-                    actor=safe_text(actor),
-                    tenant_id=tenant_id,
-                    action=str(action),
-                    domain=safe_text(domain) if domain is not None else None,
-                    outcome="denied",
-                    detail=safe_value({**(detail or {}), "reason": reason}),
-                )
+            self._audit(
+                session,
+                tenant_id,
+                action,
+                actor,
+                outcome="denied",
+                domain=domain,
+                detail={**(detail or {}), "reason": reason},
             )
 
     def audit_operator_action(

@@ -257,6 +257,26 @@ async def _busy(settings: Settings, environment: str) -> bool:
         ) from exc
 
 
+def _refused_while_reconciling(
+    settings: Settings, env: str, *, busy: str, unreachable: str
+) -> Answer | None:
+    """409 while the environment workflow reconciles, 503 when nobody can say; else None."""
+    try:
+        if asyncio.run(_busy(settings, env)):
+            return Answer(
+                status=409,
+                message=f"The {env} environment workflow is reconciling right now: {busy}. "
+                "Wait for it to finish.",
+            )
+    except TemporalUnreachable as exc:
+        return Answer(
+            status=503,
+            message=f"Temporal at {settings.temporal_address} is unreachable ({exc}), so "
+            f"nothing says whether a reconcile of {env} runs: {unreachable}",
+        )
+    return None
+
+
 @router.post(RECOVER_PATH)
 def recover(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
     checked = _checked(request, ConsoleAction.RECOVER, csrf_token)
@@ -267,22 +287,14 @@ def recover(request: Request, csrf_token: Annotated[str, Form()] = "") -> Respon
     stack = console_stack(request)
     env = stack.environment
     actor = gate.actor_of(session.principal)
-    answer: Answer | None = None
     steps: list[str] = []
-    try:
-        if asyncio.run(_busy(gate.settings, env)):
-            answer = Answer(
-                status=409,
-                message=f"The {env} environment workflow is reconciling right now: recovering "
-                "would break its run. Wait for it to finish.",
-            )
-    except TemporalUnreachable as exc:
-        answer = Answer(
-            status=503,
-            message=f"Temporal at {gate.settings.temporal_address} is unreachable ({exc}), so "
-            f"nothing says whether a reconcile of {env} runs: not recovered. When you are sure "
-            f"no worker runs, use `portal-domains recover --env {env}`.",
-        )
+    answer = _refused_while_reconciling(
+        gate.settings,
+        env,
+        busy="recovering would break its run",
+        unreachable=f"not recovered. When you are sure no worker runs, use "
+        f"`portal-domains recover --env {env}`.",
+    )
     if answer is None:
         try:
             steps = stack.recover()
@@ -393,22 +405,14 @@ def preview_changes(request: Request, csrf_token: Annotated[str, Form()] = "") -
     stack = console_stack(request)
     env = stack.environment
     actor = gate.actor_of(session.principal)
-    answer: Answer | None = None
     preview: Preview | None = None
-    try:
-        if asyncio.run(_busy(gate.settings, env)):
-            answer = Answer(
-                status=409,
-                message=f"The {env} environment workflow is reconciling right now: a preview "
-                "would race its run for the stack. Wait for it to finish.",
-            )
-    except TemporalUnreachable as exc:
-        answer = Answer(
-            status=503,
-            message=f"Temporal at {gate.settings.temporal_address} is unreachable ({exc}), so "
-            f"nothing says whether a reconcile of {env} runs: nothing previewed. "
-            f"`portal-domains preview --env {env}` shows the same on a worker host.",
-        )
+    answer = _refused_while_reconciling(
+        gate.settings,
+        env,
+        busy="a preview would race its run for the stack",
+        unreachable=f"nothing previewed. `portal-domains preview --env {env}` shows the same "
+        "on a worker host.",
+    )
     if answer is None:
         try:
             preview = preview_of(stack.plan(all_records(gate.service)), gate.service)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core.status import DomainStatus as S
 from db.service import PLATFORM_LOG, REMOVAL, REMOVAL_DONE
 from tests.support.api import api_settings, mint_token
-from tests.support.harness import reconciler_harness
+from tests.support.harness import deletion_cap_zero, held_removal, reconciler_harness
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.temporal, pytest.mark.postgres]
 
@@ -28,27 +26,14 @@ pytestmark = [pytest.mark.pulumi, pytest.mark.temporal, pytest.mark.postgres]
 def test_an_operator_confirms_a_held_removal_in_the_console_and_the_worker_prunes_it(
     tmp_path: Path, postgres_url: str, temporal_address: str
 ) -> None:
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    (stacks / "Pulumi.staging.yaml").write_text("config:\n  portal-domains:deletionCap: '0'\n")
-
     async def scenario() -> None:
         async with reconciler_harness(
             tmp_path,
             database_url=postgres_url,
             temporal_address=temporal_address,
-            extra_env={"PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stacks)},
+            extra_env=deletion_cap_zero(tmp_path),
         ) as h:
-            view = h.request("portal.acme.com")
-            await h.wait_status(view.tenant_id, {S.ACTIVE})
-            await asyncio.to_thread(h.service.disable, view.tenant_id, "operator:test")
-            deadline = time.monotonic() + 120
-            while "an operator must confirm" not in (
-                (await asyncio.to_thread(h.service.get, view.tenant_id)).status_message or ""
-            ):
-                assert time.monotonic() < deadline, "the removal was never held"
-                await asyncio.sleep(0.3)
-            assert list(h.remote_files()) == [f"{view.canonical_prefix}.yaml"]
+            view = await held_removal(h, "portal.acme.com")
 
             api = api_settings()
             app = create_app(settings=h.settings, api=api, service=h.service)

@@ -25,7 +25,12 @@ from db.service import DomainView
 from reconciler import payloads as p
 from reconciler.wiring import domain_service
 from reconciler.worker import resume_registrations
-from tests.support.harness import Harness, reconciler_harness
+from tests.support.harness import (
+    Harness,
+    deletion_cap_zero,
+    held_removal,
+    reconciler_harness,
+)
 from tests.support.regen import may_rewrite
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.postgres, pytest.mark.temporal]
@@ -281,28 +286,14 @@ def test_in_prod_a_removed_domain_is_pruned_and_the_next_tenant_still_deploys(
 def test_a_removal_over_the_deletion_cap_is_held_with_a_status_until_an_operator_confirms(
     tmp_path: Path, postgres_url: str, temporal_address: str
 ) -> None:
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    (stacks / "Pulumi.staging.yaml").write_text("config:\n  portal-domains:deletionCap: '0'\n")
-
     async def scenario() -> None:
         async with reconciler_harness(
             tmp_path,
             database_url=postgres_url,
             temporal_address=temporal_address,
-            extra_env={"PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stacks)},
+            extra_env=deletion_cap_zero(tmp_path),
         ) as h:
-            view = h.request("portal.acme.com")
-            await h.wait_status(view.tenant_id, {S.ACTIVE})
-            await asyncio.to_thread(h.service.disable, view.tenant_id, "operator:test")
-            deadline = time.monotonic() + 120
-            while "an operator must confirm" not in (
-                (await asyncio.to_thread(h.service.get, view.tenant_id)).status_message or ""
-            ):
-                assert time.monotonic() < deadline, "the removal was never reported as held"
-                await asyncio.sleep(0.3)
-            # Held: still in the stack and in nm-kube-config.
-            assert list(h.remote_files()) == [f"{view.canonical_prefix}.yaml"]
+            view = await held_removal(h, "portal.acme.com")
             # Another tenant's domain still deploys meanwhile.
             other = h.request("clients.globex.io")
             await h.wait_status(other.tenant_id, {S.ACTIVE})

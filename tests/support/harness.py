@@ -314,3 +314,27 @@ async def reconciler_harness(
         finally:
             analytics.shutdown()
             provider.shutdown()
+
+
+def deletion_cap_zero(tmp_path: Path) -> dict[str, str]:
+    """extra_env for a harness whose staging stack holds every removal (deletionCap 0)."""
+    stacks = tmp_path / "stacks"
+    stacks.mkdir(exist_ok=True)
+    (stacks / "Pulumi.staging.yaml").write_text("config:\n  portal-domains:deletionCap: '0'\n")
+    return {"PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stacks)}
+
+
+async def held_removal(h: Harness, domain: str) -> DomainView:
+    """Deploy `domain`, disable it, and wait until the worker reports its removal held."""
+    view = h.request(domain)
+    await h.wait_status(view.tenant_id, {DomainStatus.ACTIVE})
+    await asyncio.to_thread(h.service.disable, view.tenant_id, "operator:test")
+    deadline = time.monotonic() + 120
+    while "an operator must confirm" not in (
+        (await asyncio.to_thread(h.service.get, view.tenant_id)).status_message or ""
+    ):
+        assert time.monotonic() < deadline, "the removal was never reported as held"
+        await asyncio.sleep(0.3)
+    # Held: still in the stack and in nm-kube-config.
+    assert list(h.remote_files()) == [f"{view.canonical_prefix}.yaml"]
+    return view

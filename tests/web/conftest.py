@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -28,7 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core.status import DomainStatus
 from db.service import DomainService, DomainView
-from tests.api.conftest import make_api  # noqa: F401 (the in-process API fixture)
+from tests.api.conftest import LocalApi, make_api  # noqa: F401 (the in-process API fixture)
 from tests.support.api import ADMIN, RunningApi, api_settings, running_api
 
 S = DomainStatus
@@ -183,3 +184,15 @@ def wait_until(check: Callable[[], bool], timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def signed_in(local: LocalApi, tenant: UUID | None, role: str, sub: str) -> TestClient:
+    """An in-process client holding a session from a handover token (no browser)."""
+    client = local.client()
+    answer = client.get(
+        "/portal/session",
+        params={"token": local.token(role=role, tenant=tenant, sub=sub)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    return client

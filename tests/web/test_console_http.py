@@ -27,7 +27,7 @@ from stack.automation import EnvironmentStack, PolicyViolationsError
 from stack.export import HEADER
 from tests.api.conftest import LocalApi, MakeApi
 from tests.support.seed import seed_pending_certificate
-from tests.web.conftest import S, host_for, walk
+from tests.web.conftest import S, host_for, signed_in, walk
 
 ENVIRONMENT = "/console/environment"
 # Nothing listens there: Temporal is unreachable, and no CI server is touched by mistake.
@@ -42,14 +42,7 @@ ACTIONS = {
 def _signed_in(
     local: LocalApi, tenant: UUID | None, role: str = "platform_operator", sub: str = "ops"
 ) -> Any:
-    client = local.client()
-    answer = client.get(
-        "/portal/session",
-        params={"token": local.token(role=role, tenant=tenant, sub=sub)},
-        follow_redirects=False,
-    )
-    assert answer.status_code == 303, answer.text
-    return client
+    return signed_in(local, tenant, role, sub)
 
 
 def _csrf(text: str) -> str:

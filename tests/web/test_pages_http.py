@@ -28,6 +28,7 @@ from core.settings import SettingsError
 from db.service import PLATFORM_LOG
 from tests.api.conftest import LocalApi, MakeApi
 from tests.support.api import api_settings, dns01_stack_dir
+from tests.web.conftest import signed_in
 
 PAGE = "/portal/settings/domain"
 
@@ -35,14 +36,7 @@ PAGE = "/portal/settings/domain"
 def _signed_in(
     local: LocalApi, tenant: UUID | None, role: str = "tenant_admin", sub: str = "alice"
 ) -> Any:
-    client = local.client()
-    answer = client.get(
-        "/portal/session",
-        params={"token": local.token(role=role, tenant=tenant, sub=sub)},
-        follow_redirects=False,
-    )
-    assert answer.status_code == 303, answer.text
-    return client
+    return signed_in(local, tenant, role, sub)
 
 
 def _csrf(page: httpx.Response) -> str:
