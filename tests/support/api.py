@@ -23,6 +23,7 @@ from uuid import UUID
 import httpx
 import jwt
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import DOMAIN_PATH, create_app
 from api.ratelimit import TenantRateLimiter
@@ -220,6 +221,17 @@ def running_api(
     dispatchers.append(BackgroundDispatcher(signal_dispatcher(settings, service)))
     dispatchers[0].start()
     app = create_app(settings=settings, api=api, service=service, rate_limiter=rate_limiter)
+    try:
+        with serving(app) as base_url:
+            yield RunningApi(base_url=base_url, settings=settings, api=api, service=service)
+    finally:
+        dispatchers[0].stop()
+        engine.dispose()
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """`app` under uvicorn on a free loopback port, on a thread; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
@@ -232,14 +244,10 @@ def running_api(
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the API server did not start on port {port}")
             time.sleep(0.02)
-        yield RunningApi(
-            base_url=f"http://127.0.0.1:{port}", settings=settings, api=api, service=service
-        )
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        dispatchers[0].stop()
-        engine.dispose()
 
 
 def error_code(response: httpx.Response) -> str:
