@@ -67,6 +67,9 @@ def mint_token(
         "iss": api.jwt_issuer,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        # Unique per token, as a host application's would be: two tokens minted in
+        # the same second with the same claims must not be one single-use handover.
+        "jti": uuid.uuid4().hex,
     }
     if tenant is not None:
         claims["tenant_id"] = str(tenant)

@@ -8,8 +8,6 @@ are set through DomainService.record_status along the status graph.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +20,6 @@ import pytest
 from fastapi.testclient import TestClient
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -31,10 +28,9 @@ from core.status import DomainStatus
 from db.service import DomainService, DomainView
 from tests.api.conftest import LocalApi, make_api  # noqa: F401 (the in-process API fixture)
 from tests.support.api import ADMIN, RunningApi, api_settings, running_api
+from tests.support.browser import chromium
 
 S = DomainStatus
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 PAGE = "/portal/settings/domain"
 
 # How each status is reached from pending_dns (the failed ones through their check).
@@ -119,29 +115,8 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def chrome() -> Iterator[webdriver.Chrome]:
-    profile = tempfile.mkdtemp(prefix="portal-web-chrome-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1200,900",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def _server(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -466,9 +467,92 @@ def test_the_page_polls_every_15_s_until_the_status_is_terminal(
         settled = _polls(browser)
         time.sleep(1.5)  # more than seven spy-shortened intervals
         assert _polls(browser) == settled
-        # The terminal page itself never asked.
-        assert browser.driver.execute_script("return window.spyPollsHere") == 0
+        # Every poll was asked by the page that was opened: it was never loaded again.
+        assert browser.driver.execute_script("return window.spyPollsHere") == settled
         assert browser.text("client-portal-domain-badge") == "DNS failed"
+    finally:
+        browser.driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": spy["identifier"]}
+        )
+
+
+def _no_reload(browser: Browser) -> tuple[int | None, int, float]:
+    """This document's marker, its navigation entries and when it was loaded.
+
+    A reload (or any navigation) drops the marker and starts a new time origin; the
+    navigation entries of a document are always one, for the load that made it.
+    """
+    marker, navigations, origin = browser.driver.execute_script(
+        "return [window.__noReload || null, performance.getEntriesByType('navigation').length,"
+        " performance.timeOrigin];"
+    )
+    return marker, navigations, origin
+
+
+def _badge_reads(text: str) -> Callable[[Any], bool]:
+    return lambda d: bool(d.find_element(By.ID, "client-portal-domain-badge").text == text)
+
+
+def test_an_admin_requests_a_domain_and_watches_it_become_active_without_a_reload(
+    browser: Browser, tenant: UUID
+) -> None:
+    spy = browser.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": _POLL_SPY}
+    )
+    try:
+        browser.sign_in(tenant)
+        host = host_for(tenant)
+        browser.find("client-portal-domain-input").send_keys(host)
+        browser.find("client-portal-domain-submit").click()
+        browser.wait(
+            lambda d: d.find_element(By.ID, "main").get_attribute("data-status") == "pending_dns"
+        )
+        address = browser.driver.current_url
+        # From here on this document must stay: a reload would drop the marker.
+        browser.driver.execute_script("window.__noReload = 1;")
+        loaded = _no_reload(browser)
+        assert loaded[:2] == (1, 1)
+        assert browser.find("client-portal-domain-dns").is_displayed()
+        service = browser.server.service
+        view = service.get(tenant)
+        steps = [
+            (S.VERIFYING_DNS, "Verifying DNS"),
+            (S.PENDING_CERTIFICATE, "Pending certificate"),
+            (S.CERTIFICATE_ISSUING, "Issuing certificate"),
+            (S.DEPLOYING, "Deploying"),
+            (S.ACTIVE, "Active"),
+        ]
+        for status, badge in steps:
+            view = service.record_status(
+                tenant, expected_status=view.status, new_status=status, message=f"test: {status}"
+            )
+            browser.wait(_badge_reads(badge))
+            assert browser.find("main").get_attribute("data-status") == status.value
+            assert _no_reload(browser) == loaded
+        # The whole status region is the new one, not only the badge.
+        banner = browser.find("client-portal-domain-status")
+        assert banner.get_attribute("data-treatment") == "active"
+        assert "banner-success" in (banner.get_attribute("class") or "").split()
+        assert "Last verified" in banner.text
+        assert not browser.present("client-portal-domain-polling")
+        # Active is terminal: polling stops, in the same document at the same address.
+        browser.wait(
+            lambda d: d.find_element(By.ID, "main").get_attribute("data-poll-state") == "stopped"
+        )
+        polls = browser.driver.execute_script("return window.spyPollsHere")
+        time.sleep(1.0)  # five spy-shortened intervals
+        assert browser.driver.execute_script("return window.spyPollsHere") == polls
+        assert _no_reload(browser) == loaded
+        assert browser.driver.current_url == address
+        # The swapped-in actions work: Remove goes through the service.
+        assert browser.text("client-portal-domain-refresh") == "Refresh"
+        browser.find("client-portal-domain-remove").click()
+        browser.wait(ec.alert_is_present())
+        browser.driver.switch_to.alert.accept()
+        browser.wait(
+            lambda d: d.find_element(By.ID, "main").get_attribute("data-status") == "disabled"
+        )
+        assert service.get(tenant).status is S.DISABLED
     finally:
         browser.driver.execute_cdp_cmd(
             "Page.removeScriptToEvaluateOnNewDocument", {"identifier": spy["identifier"]}
