@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import verify_token
 from api.settings import ApiSettings
@@ -193,9 +195,17 @@ def test_serve_answers_with_tokens_from_the_token_command(
         assert "server" not in status.headers
 
     async def describe() -> WorkflowExecutionStatus | None:
+        # The server's outbox dispatcher starts it just after the answer: wait for it.
         client = await Client.connect(temporal_address)
         handle = client.get_workflow_handle(f"portal-domain-{TENANT}")
-        return (await handle.describe()).status
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return (await handle.describe()).status
+            except RPCError as err:
+                if err.status is not RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
     assert asyncio.run(describe()) is WorkflowExecutionStatus.RUNNING
 
