@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 
 import uvicorn
 
@@ -67,6 +68,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token.set_defaults(handler=cmd_token)
 
 
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|csrf_token)=)[^&\s]*")
+
+
+class RedactQueryTokens(logging.Filter):
+    """Replaces token values in the request path of uvicorn's access log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], _TOKEN_IN_QUERY.sub(r"\1***", args[2]), *args[3:])
+        return True
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.port <= 65535:
         raise CliError(f"--port {args.port} is out of range (1-65535)", ExitCode.INVALID_INPUT)
@@ -106,6 +120,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         f"{api.jwt_algorithm} tokens, workflows {'on' if background else 'off'}); "
         "Ctrl-C stops it"
     )
+    # The handover URL carries a (short-lived, single-use) token in its query string:
+    # the access log shows the path without it.
+    logging.getLogger("uvicorn.access").addFilter(RedactQueryTokens())
     try:
         uvicorn.run(
             app,

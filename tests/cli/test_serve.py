@@ -229,3 +229,21 @@ def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     result = _cli("serve", "--port", str(free_port()), env=env)
     assert result.returncode == 2
     assert "PORTAL_DOMAINS_JWT_KEY" in result.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.temporal
+def test_the_access_log_never_shows_a_handover_token(
+    served: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, env = served
+    minted = _cli("token", "--tenant", TENANT, "--role", "tenant_admin", "--ttl", "300", env=env)
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    with httpx.Client(base_url=base, timeout=30) as client:
+        answer = client.get("/portal/session", params={"token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    time.sleep(0.5)  # the access log line is written after the answer
+    log = (tmp_path / "serve.log").read_text()
+    assert "/portal/session?token=***" in log  # the request was logged...
+    assert token not in log  # ...without its token
