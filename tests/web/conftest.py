@@ -19,7 +19,7 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -102,12 +102,12 @@ class Browser:
         return bool(self.driver.find_elements(By.ID, element_id))
 
     def wait(self, predicate: Callable[[webdriver.Chrome], Any], timeout: float = 10) -> Any:
-        # A page that is being replaced (after an action) leaves stale elements behind.
-        return WebDriverWait(
-            self.driver,
-            timeout,
-            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
-        ).until(predicate)
+        # A page or region being replaced (after an action, by the poller's swap)
+        # leaves stale elements behind; Chromium reports some as a plain
+        # WebDriverException ("Node with given id does not belong to the document").
+        return WebDriverWait(self.driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+            predicate
+        )
 
     def text(self, element_id: str) -> str:
         return self.find(element_id).text
