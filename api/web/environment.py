@@ -41,12 +41,13 @@ from uuid import UUID
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.deps import Gatekeeper
 from api.refusals import Refusal
 from api.web.console import ENVIRONMENT_PATH, console_stack, operator_or_refusal
 from api.web.pages import CONSOLE_PATH, gate_of, render, session_of, signed_out
 from api.web.runs import audited_runs, recent_runs
 from api.web.session import CSRF_FIELD, CSRF_HEADER, Session
-from api.web.stacks import PlanFailed, StackHealth, StackUnavailable
+from api.web.stacks import ConsoleStack, PlanFailed, StackHealth, StackUnavailable
 from api.web.view import BADGES
 from core.settings import Settings
 from db.service import PLATFORM_LOG, REMOVAL, REMOVAL_HELD, DomainService, DomainView
@@ -214,6 +215,33 @@ def environment_page(request: Request, notice: str | None = None) -> Response:
     return _page(request, session, notice=notice)
 
 
+@dataclass(frozen=True)
+class _Operator:
+    """Who acts on which environment's stack, once RBAC and CSRF let them."""
+
+    session: Session
+    gate: Gatekeeper
+    stack: ConsoleStack
+    actor: str
+
+    @property
+    def environment(self) -> str:
+        return self.stack.environment
+
+
+def _operator(request: Request, action: ConsoleAction, csrf_token: str) -> Response | _Operator:
+    checked = _checked(request, action, csrf_token)
+    if not isinstance(checked, Session):
+        return checked
+    gate = gate_of(request)
+    return _Operator(
+        session=checked,
+        gate=gate,
+        stack=console_stack(request),
+        actor=gate.actor_of(checked.principal),
+    )
+
+
 def _checked(request: Request, action: ConsoleAction, csrf_token: str) -> Response | Session:
     """The operator's session, or the refusal to answer (RBAC and CSRF, each audited)."""
     session = session_of(request)
@@ -279,14 +307,10 @@ def _refused_while_reconciling(
 
 @router.post(RECOVER_PATH)
 def recover(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
-    checked = _checked(request, ConsoleAction.RECOVER, csrf_token)
-    if not isinstance(checked, Session):
-        return checked
-    session = checked
-    gate = gate_of(request)
-    stack = console_stack(request)
-    env = stack.environment
-    actor = gate.actor_of(session.principal)
+    op = _operator(request, ConsoleAction.RECOVER, csrf_token)
+    if not isinstance(op, _Operator):
+        return op
+    session, gate, stack, actor, env = op.session, op.gate, op.stack, op.actor, op.environment
     steps: list[str] = []
     answer = _refused_while_reconciling(
         gate.settings,
@@ -344,13 +368,10 @@ async def _confirm(settings: Settings, environment: str, actor: str) -> Reconcil
 
 @router.post(CONFIRM_PATH)
 def confirm_deletions(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
-    checked = _checked(request, ConsoleAction.CONFIRM_DELETIONS, csrf_token)
-    if not isinstance(checked, Session):
-        return checked
-    session = checked
-    gate = gate_of(request)
-    env = console_stack(request).environment
-    actor = gate.actor_of(session.principal)
+    op = _operator(request, ConsoleAction.CONFIRM_DELETIONS, csrf_token)
+    if not isinstance(op, _Operator):
+        return op
+    session, gate, actor, env = op.session, op.gate, op.actor, op.environment
     held = held_deletions(gate.service)
     outcome: ReconcileOutcome | None = None
     answer: Answer | None = None
@@ -397,14 +418,10 @@ def confirm_deletions(request: Request, csrf_token: Annotated[str, Form()] = "")
 
 @router.post(PREVIEW_PATH)
 def preview_changes(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
-    checked = _checked(request, ConsoleAction.PREVIEW, csrf_token)
-    if not isinstance(checked, Session):
-        return checked
-    session = checked
-    gate = gate_of(request)
-    stack = console_stack(request)
-    env = stack.environment
-    actor = gate.actor_of(session.principal)
+    op = _operator(request, ConsoleAction.PREVIEW, csrf_token)
+    if not isinstance(op, _Operator):
+        return op
+    session, gate, stack, actor, env = op.session, op.gate, op.stack, op.actor, op.environment
     preview: Preview | None = None
     answer = _refused_while_reconciling(
         gate.settings,
