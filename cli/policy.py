@@ -14,6 +14,7 @@ toolchain, 1 the preview failed for another reason.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -134,7 +135,8 @@ def run_check(
         pack_config = work_dir / "policy-pack-config.json"
         stack = EnvironmentStack(
             penv,
-            config,
+            # Every fixture in one scratch stack, whatever the environment's shard count.
+            dataclasses.replace(config, shards=1),
             work_dir=work_dir,
             policy_pack=POLICY_PACK,
             policy_pack_config=pack_config,

@@ -37,16 +37,17 @@ from reconciler.environment_reconcile import (
 from reconciler.payloads import ReconcileOutcome, ReconcileRequest
 from reconciler.starter import reconcile_busy, reconcile_now
 from reconciler.wiring import connect, domain_service, gitops_remote, gitops_repo
-from stack.automation import EnvironmentStack, RefusedRun, RunSummary, StackOperationError
+from stack.automation import RefusedRun, RunSummary, StackOperationError
 from stack.config import ENVIRONMENTS, load_stack_config
 from stack.export import render_files
+from stack.shards import EnvironmentStacks
 from stack.toolchain import pulumi_environment
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _stack(args: argparse.Namespace, settings: Settings) -> EnvironmentStack:
+def _stack(args: argparse.Namespace, settings: Settings) -> EnvironmentStacks:
     try:
         config = load_stack_config(args.env)
     except ConfigError as err:
@@ -54,7 +55,7 @@ def _stack(args: argparse.Namespace, settings: Settings) -> EnvironmentStack:
     penv = pulumi_environment(work_dir=settings.work_dir, environment=args.env)
     if penv.toolchain.executable("pulumi") is None:
         raise CliError("no Pulumi CLI found: run scripts/setup.sh", exit_code=ExitCode.UNAVAILABLE)
-    return EnvironmentStack(penv, config, work_dir=settings.work_dir)
+    return EnvironmentStacks(penv, config, work_dir=settings.work_dir)
 
 
 def _records(settings: Settings) -> list[DomainRecord]:

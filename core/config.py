@@ -33,6 +33,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from core.errors import ErrorKind, PortalDomainsError
+from core.shards import MAX_SHARDS
 
 NAMESPACE = "portal-domains"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -136,6 +137,9 @@ class StackConfig:
     deletion_cap: int = 10
     deletion_budget_percent: int = 50
     deletion_budget_enforcement: Literal["advisory", "mandatory"] = "advisory"
+    # Stacks the environment's tenants are spread over (core.shards): 1 keeps one
+    # stack named after the environment; N > 1 gives <env>-0 .. <env>-<N-1>.
+    shards: int = 1
 
     @property
     def managed_by(self) -> str:
@@ -350,6 +354,8 @@ def _convert(key: str, name: str, value: Any) -> Any:
         return _as_int(key, value, low=1, high=65535)
     if name == "deletion_cap":
         return _as_int(key, value, low=0, high=100_000)
+    if name == "shards":
+        return _as_int(key, value, low=1, high=MAX_SHARDS)
     if name == "deletion_budget_percent":
         return _as_int(key, value, low=0, high=100)
     if name in {"declare_issuer", "gitops_review"}:

@@ -46,7 +46,8 @@ from reconciler import payloads as p
 from reconciler.environment_reconcile import all_records, reconcile_once
 from reconciler.errors import to_application_error
 from reconciler.workflows import EnvironmentReconcileWorkflow
-from stack.automation import EnvironmentStack, RefusedRun
+from stack.automation import RefusedRun
+from stack.shards import EnvironmentStacks
 
 HEARTBEAT_SECONDS = 2.0
 
@@ -73,7 +74,7 @@ class ProbeSettings:
 @dataclass(frozen=True, kw_only=True)
 class ActivityDependencies:
     domains: DomainService
-    stack_for: Callable[[str], EnvironmentStack]
+    stack_for: Callable[[str], EnvironmentStacks]
     git_for: Callable[[str], GitOpsRepo]
     kube_for: Callable[[str], KubeClient | None] = lambda _environment: None
     dns: DnsSettings

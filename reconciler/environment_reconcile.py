@@ -1,4 +1,4 @@
-"""One environment reconcile: rows -> preview/up (policies enforced) -> export -> Git.
+"""One environment reconcile: rows -> an `up` per changed shard -> export -> Git.
 
 Shared by the Temporal activity (reconcile_environment) and the one-shot
 `portal-domains reconcile --env E` command, so both do exactly the same thing.
@@ -27,6 +27,7 @@ from core.sync import Synced, format_synced
 from db.service import DomainService
 from stack.automation import ISSUER_FILE, EnvironmentStack, Progress, RunSummary
 from stack.export import render_files
+from stack.shards import EnvironmentStacks, combine
 
 
 def all_records(service: DomainService) -> list[DomainRecord]:
@@ -49,9 +50,12 @@ class Drift:
 
 
 def detect_drift(
-    stack: EnvironmentStack, kube: KubeClient, records: Sequence[DomainRecord]
+    stack: EnvironmentStack | EnvironmentStacks, kube: KubeClient, records: Sequence[DomainRecord]
 ) -> list[Drift]:
     """Objects the stack holds whose live copy no longer says what the rows declare."""
+    if isinstance(stack, EnvironmentStacks):
+        return [d for shard in stack.shards for d in detect_drift(shard, kube, records)]
+    records = stack.mine(records)
     wanted = {_key(doc): doc for doc in desired_documents(records, stack.config)}
     found = []
     for item in stack.state_objects():
@@ -95,7 +99,7 @@ def synced_versions(objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {prefix: format_synced(found) for prefix, found in per_prefix.items()}
 
 
-def kube_client_for(stack: EnvironmentStack) -> KubeClient | None:
+def kube_client_for(stack: EnvironmentStack | EnvironmentStacks) -> KubeClient | None:
     """The API server of a cluster-mode stack; None in gitops mode."""
     if stack.config.mode != "cluster" or not stack.config.kubeconfig:
         return None
@@ -115,11 +119,13 @@ class ReconcileReport:
     adoption: tuple[str, ...] = ()
     # Why the engine did not run (nothing changed since the last successful run).
     skipped: str | None = None
+    # The stacks whose engine ran (the others' digests were unchanged).
+    shards_run: tuple[str, ...] = ()
 
 
 def reconcile_once(
     *,
-    stack: EnvironmentStack,
+    stack: EnvironmentStack | EnvironmentStacks,
     load_records: Callable[[], Sequence[DomainRecord]],
     git: GitOpsRepo | None,
     tracer: Tracer,
@@ -145,43 +151,35 @@ def reconcile_once(
     (`full_pass_every` since the last engine run), the engine does not run at all.
     """
     started = time.monotonic()
-    env = stack.stack_name
-    recovered: tuple[str, ...] = ()
+    shards = stack.shards if isinstance(stack, EnvironmentStacks) else [stack]
+    env = stack.config.environment
+    recovered: list[str] = []
     with span(tracer, "reconcile_environment", env=env, stage="reconcile"):
         if recover_first:
             with span(tracer, "pulumi.recover", env=env):
-                recovered = tuple(stack.recover())
+                recovered = list(stack.recover())
         records = load_records()
-        drift: list[Drift] = []
         kube = kube_client_for(stack)
-        if kube is not None:
-            with span(tracer, "kubernetes.drift", env=env):
-                drift = detect_drift(stack, kube, records)
-        digest = stack.desired_digest(records)
-        skipped = None
-        if skip_unchanged and not recover_first and not confirm_deletions and not drift:
-            skipped = skip_reason(
-                stack.last_run(), digest, now=now(), full_pass_every=full_pass_every
-            )
-        ran_at = now()
-        if skipped is not None:
-            # No engine run; the files are still exported and published, so a
-            # hand edit in nm-kube-config is repaired all the same.
-            summary = _skipped_summary(stack, records)
-        else:
-            with span(tracer, "pulumi.up", env=env):
-                summary = stack.up(
+        runs: list[_ShardRun] = []
+        for shard in shards:
+            runs.append(
+                _run_shard(
+                    shard,
                     records,
+                    kube=kube,
+                    tracer=tracer,
+                    check_skip=skip_unchanged and not recover_first and not confirm_deletions,
                     allow_empty=allow_empty,
                     confirm_deletions=confirm_deletions,
                     progress=progress,
-                    # Hand-deleted objects come back through the refresh; hand-edited
-                    # ones are re-created, since the provider's diff may not see the edit.
-                    replace=[d.urn for d in drift if d.fields],
                     hold_refused=hold_refused,
+                    full_pass_every=full_pass_every,
+                    now=now,
+                    announce=len(shards) > 1,
                 )
+            )
         with span(tracer, "export", env=env):
-            objects = stack.state_objects()
+            objects = [item for run in runs for item in run.objects]
             files = render_files(objects, environment=env)
         if kube is not None and record_synced is not None:
             record_synced(synced_versions(objects))
@@ -192,25 +190,116 @@ def reconcile_once(
         if record_removed is not None:
             present = {o["slug"] for o in objects}
             record_removed(present, published.commit if published else None)
-        if summary.held_tenants:
-            stack.forget_run()  # the stack still differs from the rows: run next time
-        elif skipped is None:
-            stack.record_run(digest, at=ran_at)
+        for run in runs:
+            if run.summary.held_tenants:
+                run.shard.forget_run()  # it still differs from the rows: run next time
+            elif run.skipped is None:
+                run.shard.record_run(run.digest, at=run.ran_at, objects=run.objects)
+    skipped = [run.skipped for run in runs]
     return ReconcileReport(
-        summary=summary,
+        summary=combine(env, [run.summary for run in runs]),
         files=files,
         published=published,
         duration_seconds=time.monotonic() - started,
-        recovered=recovered,
-        drift=tuple(drift),
+        recovered=tuple(recovered),
+        drift=tuple(d for run in runs for d in run.drift),
         adoption=tuple(step.line() for step in published.adoption) if published else (),
-        skipped=skipped,
+        skipped=_skipped_text(skipped),
+        shards_run=tuple(run.shard.stack_name for run in runs if run.skipped is None),
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ShardRun:
+    shard: EnvironmentStack
+    summary: RunSummary
+    objects: list[dict[str, Any]]
+    digest: str
+    ran_at: datetime
+    drift: list[Drift]
+    skipped: str | None
+
+
+def _run_shard(
+    shard: EnvironmentStack,
+    records: Sequence[DomainRecord],
+    *,
+    kube: KubeClient | None,
+    tracer: Tracer,
+    check_skip: bool,
+    allow_empty: bool,
+    confirm_deletions: bool,
+    progress: Progress | None,
+    hold_refused: bool,
+    full_pass_every: timedelta,
+    now: Callable[[], datetime],
+    announce: bool,
+) -> _ShardRun:
+    """One shard: skipped when its digest is unchanged, else one `up`."""
+    name = shard.stack_name
+    drift: list[Drift] = []
+    if kube is not None:
+        with span(tracer, "kubernetes.drift", env=name):
+            drift = detect_drift(shard, kube, records)
+    digest = shard.desired_digest(records)
+    skipped = None
+    cached = None
+    if check_skip and not drift:
+        skipped = skip_reason(shard.last_run(), digest, now=now(), full_pass_every=full_pass_every)
+        cached = shard.recorded_objects() if skipped is not None else None
+        if cached is None:
+            skipped = None  # nothing recorded to export from: run the engine
+    ran_at = now()
+    if skipped is not None and cached is not None:
+        # No engine run; the recorded files are still exported and published, so
+        # a hand edit in nm-kube-config is repaired all the same.
+        if announce and progress:
+            progress(f"{name}: unchanged, engine skipped")
+        return _ShardRun(
+            shard=shard,
+            summary=_skipped_summary(shard, records),
+            objects=cached,
+            digest=digest,
+            ran_at=ran_at,
+            drift=drift,
+            skipped=skipped,
+        )
+    if announce and progress:
+        progress(f"{name}: running the engine")
+    with span(tracer, "pulumi.up", env=name):
+        summary = shard.up(
+            records,
+            allow_empty=allow_empty,
+            confirm_deletions=confirm_deletions,
+            progress=progress,
+            # Hand-deleted objects come back through the refresh; hand-edited
+            # ones are re-created, since the provider's diff may not see the edit.
+            replace=[d.urn for d in drift if d.fields],
+            hold_refused=hold_refused,
+        )
+    return _ShardRun(
+        shard=shard,
+        summary=summary,
+        objects=shard.state_objects(),
+        digest=digest,
+        ran_at=ran_at,
+        drift=drift,
+        skipped=None,
+    )
+
+
+def _skipped_text(reasons: Sequence[str | None]) -> str | None:
+    """The report's `skipped`: set only when no shard ran the engine."""
+    if not reasons or any(reason is None for reason in reasons):
+        return None
+    if len(reasons) == 1:
+        return reasons[0]
+    return f"nothing changed in any of the {len(reasons)} shards since their last successful run"
 
 
 def _skipped_summary(stack: EnvironmentStack, records: Sequence[DomainRecord]) -> RunSummary:
     """The summary of a run whose engine pass was skipped: the stack holds the rows."""
-    desired = sorted(r.prefix for r in records if r.deployable)
+    desired = sorted(r.prefix for r in stack.mine(records) if r.deployable)
     return RunSummary(
         environment=stack.stack_name,
         operation="skipped",

@@ -27,8 +27,8 @@ from reconciler.activities import ActivityDependencies, DomainActivities, ProbeS
 from reconciler.environment_reconcile import kube_client_for
 from reconciler.outbox import SignalDispatcher
 from reconciler.timings import timings_for
-from stack.automation import EnvironmentStack
 from stack.config import load_stack_config
+from stack.shards import EnvironmentStacks
 from stack.toolchain import pulumi_environment
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,11 @@ def gitops_remote(settings: Settings) -> str:
     return settings.gitops_remote or ensure_bare_remote(settings.embedded_remote)
 
 
-def environment_stack(settings: Settings, environment: str) -> EnvironmentStack:
+def environment_stack(settings: Settings, environment: str) -> EnvironmentStacks:
+    """The environment's stacks, one per shard (core.shards; one by default)."""
     penv = pulumi_environment(work_dir=settings.work_dir, environment=environment)
     config = load_stack_config(environment, root=settings.stack_config_dir)
-    return EnvironmentStack(penv, config, work_dir=settings.work_dir)
+    return EnvironmentStacks(penv, config, work_dir=settings.work_dir)
 
 
 def gitops_repo(settings: Settings, environment: str) -> GitOpsRepo:
@@ -183,11 +184,11 @@ def build_runtime(
     probe: ProbeSettings | None = None,
     dns: DnsSettings | None = None,
 ) -> Runtime:
-    stacks: dict[str, EnvironmentStack] = {}
+    stacks: dict[str, EnvironmentStacks] = {}
     repos: dict[str, GitOpsRepo] = {}
     kubes: dict[str, KubeClient | None] = {}
 
-    def stack_for(environment: str) -> EnvironmentStack:
+    def stack_for(environment: str) -> EnvironmentStacks:
         if environment not in stacks:
             stacks[environment] = environment_stack(settings, environment)
         return stacks[environment]

@@ -3,7 +3,7 @@
 Used by the CLI and by the reconciler's activity. Every run gets a snapshot of
 domain records that the caller already loaded (all of them, any status: the
 program deploys the deployable ones, and the others explain deletions); the program is the inline
-`stack.program.build`. Safety guards run on the preview before any `up`:
+`stack.program.build`. Safety guards run before any `up` changes anything:
 
 - an empty desired state while the stack still holds tenants is refused unless
   `allow_empty` (a database outage that reads zero rows is not "delete all");
@@ -11,6 +11,13 @@ program deploys the deployable ones, and the others explain deletions); the prog
   `confirm_deletions`.
 
 A refused run raises RefusedRun before `up` starts, so it changes nothing.
+
+One engine pass: the guards need only the tenants the state holds and the
+desired ones, and the policy pack's rules also run in-process over the
+documents the program will declare (policies.evaluate). When neither objects,
+`up` runs directly (the pack still on); only a run something objects to pays
+for a `preview` first, which then decides with the engine's own messages
+whether to hold the refused deletions or to refuse the run.
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ from pulumi import automation as auto
 from core.config import StackConfig
 from core.digest import RecordedRun, desired_digest
 from core.errors import ErrorKind, PortalDomainsError
-from core.manifests import desired_state
+from core.manifests import desired_documents, desired_state
 from core.records import DomainRecord
+from core.shards import ISSUER_SHARD, shard_of
+from core.shards import stack_name as shard_stack_name
 from core.violations import PolicyViolation
 from stack import program
 from stack.toolchain import REPO_ROOT, PulumiEnvironment
@@ -115,6 +124,13 @@ def violation_of(event: auto.PolicyEvent) -> PolicyViolation:
         resource_urn=event.resource_urn or "",
         message=message,
     )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class RefusedRun(PortalDomainsError, RuntimeError):
@@ -275,8 +291,19 @@ class _EventCollector:
         return result
 
 
+def shard_config(config: StackConfig, shard: int) -> StackConfig:
+    """What shard `shard`'s stack declares: the environment's ClusterIssuer only in one."""
+    if shard == ISSUER_SHARD or not config.declare_issuer:
+        return config
+    return dataclasses.replace(config, declare_issuer=False)
+
+
 class EnvironmentStack:
-    """One environment's stack (`staging`, `prod`, ...), driven inline."""
+    """One stack of an environment (`staging`, or `staging-3` of a sharded one), inline.
+
+    Every method takes all of the environment's rows and keeps those of its own
+    shard (core.shards.shard_of), so callers never partition by hand.
+    """
 
     def __init__(
         self,
@@ -287,10 +314,12 @@ class EnvironmentStack:
         policy_pack: Path | None = POLICY_PACK,
         policy_pack_config: Path | None = None,
         stack_name: str | None = None,
+        shard: int = 0,
     ) -> None:
         self.penv = penv
-        self.config = config
-        self.stack_name = stack_name or config.environment
+        self.shard = shard
+        self.config = shard_config(config, shard)
+        self.stack_name = stack_name or shard_stack_name(config.environment, shard, config.shards)
         self.work_dir = work_dir / "workspaces" / self.stack_name
         self.policy_pack = policy_pack
         self.policy_pack_config = policy_pack_config
@@ -303,6 +332,13 @@ class EnvironmentStack:
         return True if self.config.mode == "cluster" else None
 
     # ------------------------------------------------------------------ plumbing
+    def mine(self, records: Sequence[DomainRecord]) -> list[DomainRecord]:
+        """The rows of this stack's shard."""
+        count = self.config.shards
+        if count == 1:
+            return list(records)
+        return [r for r in records if shard_of(r.tenant_id, count) == self.shard]
+
     def _open(self, records: Sequence[DomainRecord]) -> auto.Stack:
         """The stack, selected once per instance, with `records` as its inline program."""
         snapshot = tuple(records)
@@ -348,7 +384,7 @@ class EnvironmentStack:
     # ------------------------------------------------------------- change digest
     def desired_digest(self, records: Sequence[DomainRecord]) -> str:
         """The digest of what `up` would declare for `records` (core.digest)."""
-        return desired_digest(records, self.config, code_fingerprint())
+        return desired_digest(self.mine(records), self.config, code_fingerprint())
 
     def _last_run_file(self) -> Path:
         return self.work_dir / "last-successful-run.json"
@@ -373,17 +409,43 @@ class EnvironmentStack:
         except (OSError, ValueError):
             return None
 
-    def record_run(self, digest: str, *, at: datetime) -> None:
-        """After a successful up and publish: what it declared (written atomically)."""
-        path = self._last_run_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(RecordedRun(digest=digest, full_pass_at=at).to_json()))
-        os.replace(tmp, path)
+    def record_run(
+        self, digest: str, *, at: datetime, objects: Sequence[dict[str, Any]] | None = None
+    ) -> None:
+        """After a successful up and publish: what it declared (written atomically).
+
+        `objects` (the state objects after the run) are kept beside it, so a
+        reconcile that skips this shard exports its files without reading the state.
+        """
+        if objects is not None:
+            _write_atomically(self._objects_file(), json.dumps(list(objects)))
+        else:
+            self._objects_file().unlink(missing_ok=True)
+        _write_atomically(
+            self._last_run_file(), json.dumps(RecordedRun(digest=digest, full_pass_at=at).to_json())
+        )
+
+    def _objects_file(self) -> Path:
+        return self.work_dir / "state-objects.json"
+
+    def recorded_objects(self) -> list[dict[str, Any]] | None:
+        """The state objects recorded with the last successful run (None: unknown)."""
+        if self.last_run() is None:
+            return None
+        try:
+            data = json.loads(self._objects_file().read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, list) or not all(
+            isinstance(o, dict) and {"slug", "urn", "outputs"} <= o.keys() for o in data
+        ):
+            return None
+        return data
 
     def forget_run(self) -> None:
         """The next reconcile runs the engine whatever the digest says."""
         self._last_run_file().unlink(missing_ok=True)
+        self._objects_file().unlink(missing_ok=True)
 
     def stack_tenants(self) -> list[str]:
         """Slugs of the tenants the stack's state currently holds."""
@@ -426,6 +488,7 @@ class EnvironmentStack:
         held: Sequence[str] = (),
     ) -> RunSummary:
         """What `up` would do; `held`: tenants whose deletion the run would leave alone."""
+        records = self.mine(records)
         desired = [m.slug for m in desired_state(records, self.config)]
         before = self.stack_tenants()
         accounted_for = sorted({r.prefix for r in records if not r.deployable})
@@ -501,6 +564,14 @@ class EnvironmentStack:
         operator confirms (`confirm_deletions`). The worker holds; the CLI asks.
         """
         self.forget_run()  # the stack may change: the next reconcile runs the engine
+        records = self.mine(records)
+        fast = self._direct_plan(
+            records, replace=replace, allow_empty=allow_empty, confirm_deletions=confirm_deletions
+        )
+        if fast is not None:
+            # Guards and policies pass on the state and the desired objects: one
+            # engine pass (the `up`, with the pack on), no preview first.
+            return self._apply(records, fast, progress=progress, replace=replace)
         planned = self._plan(
             records,
             replace=replace,
@@ -529,7 +600,58 @@ class EnvironmentStack:
     ) -> RunSummary:
         """The preview of what the worker's run (`up(hold_refused=True)`) would do,
         with the deletions it would hold in `held_tenants` and why."""
-        return self._plan(records, replace=replace, progress=progress, hold_refused=True)
+        return self._plan(self.mine(records), replace=replace, progress=progress, hold_refused=True)
+
+    def _direct_plan(
+        self,
+        records: Sequence[DomainRecord],
+        *,
+        replace: Sequence[str],
+        allow_empty: bool,
+        confirm_deletions: bool,
+    ) -> RunSummary | None:
+        """The plan of an `up` without a preview, when nothing would be refused.
+
+        The guards need only the tenants the state holds and the desired ones; the
+        pack's rules run in-process over the documents the program will declare
+        (policies.evaluate). None when a guard or a mandatory rule objects: the
+        preview path then decides, with the engine's own messages, to hold or refuse.
+        """
+        before = self.stack_tenants()
+        desired = [m.slug for m in desired_state(records, self.config)]
+        accounted_for = sorted({r.prefix for r in records if not r.deployable})
+        planned = RunSummary(
+            environment=self.stack_name,
+            operation="plan",
+            counts=dict.fromkeys(_OPS, 0),
+            tenants=[],
+            desired_tenants=desired,
+            stack_tenants_before=before,
+            accounted_for=accounted_for,
+        )
+        try:
+            self.check_guards(planned, allow_empty=allow_empty, confirm_deletions=confirm_deletions)
+        except RefusedRun:
+            return None
+        if self.policy_pack is not None and self._policy_objections(records, before, accounted_for):
+            return None
+        return planned
+
+    def _policy_objections(
+        self, records: Sequence[DomainRecord], before: Sequence[str], excused: Sequence[str]
+    ) -> list[PolicyViolation]:
+        from policies.evaluate import declared, evaluate
+        from policies.settings import policy_pack_config
+
+        if self.policy_pack_config is not None:
+            pack_config = json.loads(self.policy_pack_config.read_text())
+        else:
+            pack_config = policy_pack_config(
+                self.config, tenants_before=before, tenants_excused=excused
+            )
+        documents = desired_documents(records, self.config)
+        found = evaluate(declared(documents, stack=self.stack_name), pack_config)
+        return [v for v in found if v.mandatory]
 
     def _plan(
         self,

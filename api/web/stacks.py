@@ -45,8 +45,9 @@ from stack.automation import (
     StackOperationError,
 )
 from stack.export import render_files
+from stack.shards import EnvironmentStacks
 
-Build = Callable[[Settings, str], EnvironmentStack]
+Build = Callable[[Settings, str], EnvironmentStacks]
 
 
 class StackUnavailable(RuntimeError):
@@ -90,15 +91,27 @@ class ConsoleStack:
         self._settings = settings
         self.environment = environment
         self._build = build
-        self._stack: EnvironmentStack | None = None
+        self._stack: EnvironmentStacks | None = None
         self._lock = threading.Lock()
 
-    def _get(self) -> EnvironmentStack:
+    def _get(self) -> EnvironmentStacks:
         if self._stack is None:
             self._stack = self._build(self._settings, self.environment)
         return self._stack
 
     # ---------------------------------------------------------------- reading
+
+    def _checkpoint(self, stacks: EnvironmentStacks) -> dict[str, Any] | None:
+        """The environment's latest deployments, merged over its shards; None: no stack yet."""
+        found = [self._shard_checkpoint(shard) for shard in stacks.shards]
+        present = [latest for latest in found if latest is not None]
+        if not present:
+            return None
+        return {
+            "pending_operations": [
+                op for latest in present for op in (latest.get("pending_operations") or [])
+            ]
+        }
 
     def _checkpoint_file(self, stack: EnvironmentStack) -> Path | None:
         """The file backend's checkpoint of the stack (None: not a file backend)."""
@@ -113,7 +126,7 @@ class ConsoleStack:
             / f"{stack.stack_name}.json"
         )
 
-    def _checkpoint(self, stack: EnvironmentStack) -> dict[str, Any] | None:
+    def _shard_checkpoint(self, stack: EnvironmentStack) -> dict[str, Any] | None:
         """The latest deployment in the file backend's checkpoint; None: no stack yet."""
         path = self._checkpoint_file(stack)
         if path is None:
@@ -135,13 +148,13 @@ class ConsoleStack:
         latest = (data.get("checkpoint") or {}).get("latest") or {}
         return latest if isinstance(latest, dict) else {}
 
-    def _need_pulumi(self, stack: EnvironmentStack) -> None:
+    def _need_pulumi(self, stack: EnvironmentStacks) -> None:
         if stack.penv.toolchain.executable("pulumi") is None:
             raise StackUnavailable("no Pulumi CLI on this server (scripts/setup.sh installs it)")
 
     def exists(self) -> bool:
         stack = self._get()
-        if self._checkpoint_file(stack) is None:
+        if self._checkpoint_file(stack.shards[0]) is None:
             return True  # asked through the automation API by the callers
         return self._checkpoint(stack) is not None
 
@@ -180,7 +193,7 @@ class ConsoleStack:
         with self._lock:
             stack = self._get()
             backend = stack.penv.backend_url.split("://", 1)[0]
-            if self._checkpoint_file(stack) is None:
+            if self._checkpoint_file(stack.shards[0]) is None:
                 raise StackUnavailable(
                     f"stack health is read from the file backend only (this one is {backend}); "
                     f"`portal-domains recover --env {self.environment}` works with every backend"

@@ -173,7 +173,12 @@ def test_a_domain_goes_active_with_a_certificate_from_pebble_and_removal_removes
             assert secret is not None
             data = secret["data"]
             assert isinstance(data, dict)
-            leaf = x509.load_pem_x509_certificates(base64.b64decode(data["tls.crt"]))[0]
+            chain = base64.b64decode(data["tls.crt"])
+            leaf = x509.load_pem_x509_certificates(chain)[0]
+            # Kept for a human (`openssl x509 -noout -text -in ...`); ignored by Git.
+            artifacts = Path(__file__).resolve().parents[2] / "test-artifacts" / "issuance"
+            artifacts.mkdir(parents=True, exist_ok=True)
+            (artifacts / f"{domain}.pem").write_bytes(chain)
             san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             assert san.get_values_for_type(x509.DNSName) == [domain]
             assert leaf.issuer != world.pebble.issuing_root().subject  # an intermediate signed it

@@ -34,6 +34,7 @@ from core.status import DomainStatus
 from core.violations import PolicyViolation
 from policies import fixtures
 from policies import settings as s
+from policies.evaluate import DeclaredResource, evaluate
 from policies.rules import RULES, plain
 from stack.automation import violation_of
 from stack.config import ENVIRONMENTS, load_stack_config
@@ -613,49 +614,14 @@ def _ids(cases: Sequence[Case]) -> list[str]:
 
 
 # ------------------------------------------------------------------ calling rules directly
-@dataclass(frozen=True)
-class FakeResourceArgs:
-    resource_type: str
-    props: Mapping[str, Any]
-    urn: str
-    name: str
-    config: Mapping[str, Any]
-
-    def get_config(self) -> Mapping[str, Any]:
-        return self.config
-
-
-@dataclass(frozen=True)
-class FakeStackArgs:
-    resources: Sequence[Doc]
-    config: Mapping[str, Any]
-
-    def get_config(self) -> Mapping[str, Any]:
-        return self.config
-
-
 def run_rules(
     docs: list[Doc], pack_config: Mapping[str, Mapping[str, Any]] | None
 ) -> list[tuple[str, str, str]]:
     """(rule, level, message) for every violation, as the engine would apply config."""
-    found: list[tuple[str, str, str]] = []
-    for rule in RULES:
-        section = dict((pack_config or {}).get(rule.name, {}))
-        level = section.pop("enforcementLevel", rule.enforcement.value)
-        config = {**s.defaults(rule.name), **section}
-
-        def report(
-            message: str, urn: str | None = None, name: str = rule.name, level: str = str(level)
-        ) -> None:
-            found.append((name, level, message))
-
-        if rule.resource is not None:
-            for doc in docs:
-                args = FakeResourceArgs(doc.resource_type, doc.props, doc.urn, doc.name, config)
-                rule.resource(args, report)
-        elif rule.stack is not None:
-            rule.stack(FakeStackArgs(docs, config), report)
-    return found
+    resources = [DeclaredResource(d.resource_type, d.props, d.urn, d.name) for d in docs]
+    return [
+        (v.policy, v.enforcement_level, v.message) for v in evaluate(resources, pack_config or {})
+    ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
