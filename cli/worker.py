@@ -39,7 +39,9 @@ async def _serve(settings: Settings) -> None:
     # process's client as well, so a change reaches its workflow even when no API
     # server runs.
     dispatcher = signal_dispatcher(settings, runtime.deps.domains, client=client)
-    async with make_worker(runtime):
+    async with make_worker(
+        runtime, max_concurrent_activities=runtime.settings.worker_max_activities
+    ):
         resumed = await resume_registrations(runtime)
         delivering = asyncio.create_task(dispatcher.run(stop))
         output.progress(

@@ -80,3 +80,16 @@ def skip_reason(
         f"(digest {digest[:12]}; next full pass after "
         f"{(recorded.full_pass_at + full_pass_every).isoformat(timespec='seconds')})"
     )
+
+
+StateObjects = list[dict[str, Any]]
+
+
+def valid_objects(data: Any) -> StateObjects | None:
+    """State objects as recorded ({slug, urn, outputs}), or None for anything malformed
+    (the caller then reads the state or runs the engine)."""
+    if not isinstance(data, list) or not all(
+        isinstance(o, dict) and {"slug", "urn", "outputs"} <= o.keys() for o in data
+    ):
+        return None
+    return data

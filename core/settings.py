@@ -49,6 +49,9 @@ class Settings:
     # The worker skips the engine when nothing changed, but runs every stack in
     # full at least this often (catches drift the drift check cannot see).
     full_pass_minutes: int = 60
+    # Activities one worker runs at once. A shard's `up` is CPU-bound: with several
+    # workers, a small number here spreads an environment's shards over them.
+    worker_max_activities: int = 16
     # nm-kube-config credentials outside the URL (adapters.gitops.GitSettings).
     gitops_token_file: Path | None = None
     gitops_username: str = "x-access-token"
@@ -105,6 +108,9 @@ class Settings:
             ),
             start_workflows=_choice(env, "PORTAL_DOMAINS_START_WORKFLOWS", ("on", "off")) == "on",
             full_pass_minutes=bounded_int(env, "PORTAL_DOMAINS_FULL_PASS_MINUTES", 60, 0, 10080),
+            worker_max_activities=bounded_int(
+                env, "PORTAL_DOMAINS_WORKER_MAX_ACTIVITIES", 16, 1, 256
+            ),
             gitops_token_file=_optional_path(env, "PORTAL_DOMAINS_GITOPS_TOKEN_FILE"),
             gitops_username=env.get("PORTAL_DOMAINS_GITOPS_USERNAME") or "x-access-token",
             gitops_ssh_key=_optional_path(env, "PORTAL_DOMAINS_GITOPS_SSH_KEY"),

@@ -231,3 +231,21 @@ class PortalDomainOutbox(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text())
+
+
+class PortalDomainStackRun(Base):
+    """Each Pulumi stack's last successful run, shared by every worker.
+
+    Used with a shared Pulumi backend (db.run_records): the digest of what the
+    run declared, when the last full pass ran, and the state objects after it,
+    so any worker can skip an unchanged shard and still export its files. A row
+    is deleted before any run that may change its stack.
+    """
+
+    __tablename__ = "portal_domain_stack_runs"
+
+    stack: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    full_pass_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    objects: Mapped[list[Any] | None] = mapped_column(json_document())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -58,6 +58,7 @@ APP_TABLE_PRIVILEGES: Mapping[str, tuple[str, ...]] = {
     "portal_domain_audit": ("SELECT", "INSERT"),
     "portal_domains": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "portal_domain_outbox": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "portal_domain_stack_runs": ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "alembic_version": ("SELECT",),
 }
 

@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.trace import Tracer
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
 from adapters.dns import CaaLookupFailed, DnsSettings, check_caa, cname_matches, lookup_cname
-from adapters.gitops import GitOpsError, GitOpsRepo
+from adapters.gitops import GitOpsError, GitOpsRepo, PublishResult
 from adapters.kube import ISTIO, KubeClient, KubeError, ObjectVersion
 from adapters.telemetry import Analytics, EventName, span
 from adapters.tls import ProbeTarget, check_certificate, probe_https
@@ -43,13 +46,22 @@ from core.sync import Synced, parse_synced, routing_not_accepted
 from db.errors import DomainNotFound, StaleStatus
 from db.service import PLATFORM_LOG, REMOVAL, REMOVAL_HELD, DomainService
 from reconciler import payloads as p
-from reconciler.environment_reconcile import all_records, reconcile_once
+from reconciler.environment_reconcile import (
+    all_records,
+    kube_client_for,
+    publish_shards,
+    reconcile_once,
+    run_shard,
+    skipped_text,
+)
 from reconciler.errors import to_application_error
 from reconciler.workflows import EnvironmentReconcileWorkflow
-from stack.automation import RefusedRun
+from reconciler.workflows.common import one_line
+from stack.automation import RefusedRun, RunSummary
 from stack.shards import EnvironmentStacks
 
 HEARTBEAT_SECONDS = 2.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +119,9 @@ class DomainActivities:
             self.check_caa,
             self.request_reconcile,
             self.reconcile_environment,
+            self.environment_shards,
+            self.reconcile_shard,
+            self.publish_environment,
             self.check_certificate,
             self.probe_https,
             self.emit_event,
@@ -501,47 +516,73 @@ class DomainActivities:
                 inp.run_id,
                 "; ".join(report.recovered),
             )
-        counts = report.summary.counts
-        published = report.published
-        held = report.summary.held_tenants
+        return self._finish(
+            env,
+            inp.run_id,
+            attempt,
+            summary=report.summary,
+            published=report.published,
+            duration=report.duration_seconds,
+            skipped=report.skipped,
+        )
+
+    def _finish(
+        self,
+        env: str,
+        run_id: str,
+        attempt: int,
+        *,
+        summary: RunSummary,
+        published: PublishResult | None,
+        duration: float,
+        skipped: str | None,
+        shards: tuple[p.ShardOutcome, ...] = (),
+    ) -> p.ReconcileOutcome:
+        """The outcome of a reconcile that published: held notes, audit row, event."""
+        counts = summary.counts
+        held = summary.held_tenants
+        failed = [s for s in shards if not s.ok]
         held_note = (
             f"; {len(held)} deletion(s) held for confirmation ({', '.join(held)}): "
-            f"{report.summary.held_reason}. Confirm with "
+            f"{summary.held_reason}. Confirm with "
             f"`portal-domains reconcile --env {env} --yes`"
             if held
             else ""
         )
+        failed_note = "".join(f"; {s.stack} failed: {one_line(s.message)}" for s in failed)
         if held:
             activity.logger.warning("%s%s", env, held_note)
-            self._mark_held(held, env, report.summary.held_reason or "")
+            self._mark_held(held, env, summary.held_reason or "")
         outcome = p.ReconcileOutcome(
-            ok=True,
+            ok=not failed,
             message=(
-                f"{env}: {report.skipped}"
-                if report.skipped
+                f"{env}: {skipped}"
+                if skipped
                 else f"{env}: {counts['create']} created, {counts['update']} updated, "
-                f"{counts['replace']} replaced, {counts['delete']} deleted{held_note}"
+                f"{counts['replace']} replaced, {counts['delete']} deleted{held_note}{failed_note}"
             ),
             held_tenants=tuple(held),
-            held_reason=report.summary.held_reason,
+            held_reason=summary.held_reason,
             created=counts["create"],
             updated=counts["update"],
             replaced=counts["replace"],
             deleted=counts["delete"],
             commit=published.commit if published else None,
             changed_slugs=published.changed_slugs if published else (),
-            deployed_tenants=tuple(report.summary.desired_tenants),
-            duration_seconds=report.duration_seconds,
-            adoption=report.adoption,
-            skipped=report.skipped,
+            deployed_tenants=tuple(summary.desired_tenants),
+            duration_seconds=duration,
+            adoption=tuple(step.line() for step in published.adoption) if published else (),
+            skipped=skipped,
+            policy_violations=tuple(v for s in failed for v in s.policy_violations),
+            shards=shards,
         )
         self._audit_run(
             env,
-            "ok",
+            "ok" if outcome.ok else "rejected",
             {
-                "run_id": inp.run_id,
+                "run_id": run_id,
                 "attempt": attempt,
-                "duration_seconds": round(report.duration_seconds, 2),
+                "duration_seconds": round(duration, 2),
                 "message": outcome.message,
                 "created": outcome.created,
                 "updated": outcome.updated,
@@ -551,6 +592,7 @@ class DomainActivities:
                 "commit": outcome.commit,
                 "held": list(outcome.held_tenants),
                 "skipped": bool(outcome.skipped),
+                **({"shards": [s.stack for s in shards if s.skipped is None]} if shards else {}),
             },
         )
         self.deps.analytics.capture(
@@ -558,7 +600,7 @@ class DomainActivities:
             distinct_id=f"environment:{env}",
             properties={
                 "env": env,
-                "duration_seconds": round(report.duration_seconds, 2),
+                "duration_seconds": round(duration, 2),
                 "created": outcome.created,
                 "updated": outcome.updated,
                 "replaced": outcome.replaced,
@@ -567,6 +609,163 @@ class DomainActivities:
             },
         )
         return outcome
+
+    # ------------------------------------------------------------ sharded reconcile
+    async def _in_thread(self, detail: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking Pulumi/Git work in a thread, heartbeating meanwhile, so a
+        killed worker is noticed within the heartbeat timeout and retried elsewhere."""
+        context = contextvars.copy_context()
+        work = asyncio.get_running_loop().run_in_executor(None, context.run, fn, *args)
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=HEARTBEAT_SECONDS)
+            if done:
+                return work.result()
+            activity.heartbeat(detail)
+
+    @activity.defn(name=p.ENVIRONMENT_SHARDS)
+    def environment_shards(self, environment: str) -> int:
+        """How many stacks (shards) the environment's config spreads its tenants over."""
+        return len(self.deps.stack_for(environment).shards)
+
+    @activity.defn(name=p.RECONCILE_SHARD)
+    async def reconcile_shard(self, inp: p.ReconcileShardInput) -> p.ShardOutcome:
+        """One shard's run: skipped when unchanged, else one `up` (recovering first on a
+        retry). Any worker may run any shard; the workflow runs each shard once at a time."""
+        return await self._in_thread(
+            f"{inp.run_id}/{inp.shard}",
+            self._shard_blocking,
+            inp,
+            activity.info().attempt,
+            # Temporal's default worker identity: which process ran the shard.
+            f"{os.getpid()}@{socket.gethostname()}",
+        )
+
+    def _shard_blocking(
+        self, inp: p.ReconcileShardInput, attempt: int, worker: str
+    ) -> p.ShardOutcome:
+        env = inp.environment
+        stacks = self.deps.stack_for(env)
+        if not 0 <= inp.shard < len(stacks.shards):
+            raise ApplicationError(
+                f"{env} has {len(stacks.shards)} shard(s), not {inp.shard + 1}: its shard "
+                "count changed during the run",
+                type="shard_count_changed",
+            )
+        shard = stacks.shards[inp.shard]
+        self.reconcile_runs += 1
+        started = time.monotonic()
+        try:
+            run = run_shard(
+                shard,
+                all_records(self.deps.domains),
+                kube=kube_client_for(stacks),
+                tracer=self.deps.tracer,
+                recover_first=attempt > 1,
+                skip_unchanged=True,
+                allow_empty=inp.allow_empty,
+                confirm_deletions=inp.confirm_deletions,
+                hold_refused=True,
+                full_pass_every=self.deps.full_pass_every,
+            )
+        except RefusedRun as err:
+            self._failed(shard.stack_name, err, attempt, inp.run_id, time.monotonic() - started)
+            raise to_application_error(err, prefix="refused: ") from err
+        except PortalDomainsError as err:
+            self._failed(shard.stack_name, err, attempt, inp.run_id, time.monotonic() - started)
+            raise to_application_error(err) from err
+        if run.recovered:
+            activity.logger.warning(
+                "attempt %s of %s recovered %s: %s",
+                attempt,
+                inp.run_id,
+                shard.stack_name,
+                "; ".join(run.recovered),
+            )
+        counts = run.summary.counts
+        return p.ShardOutcome(
+            shard=inp.shard,
+            stack=shard.stack_name,
+            ok=True,
+            skipped=run.skipped,
+            created=counts.get("create", 0),
+            updated=counts.get("update", 0),
+            replaced=counts.get("replace", 0),
+            deleted=counts.get("delete", 0),
+            desired_tenants=tuple(run.summary.desired_tenants),
+            held_tenants=tuple(run.summary.held_tenants),
+            held_reason=run.summary.held_reason,
+            recovered=run.recovered,
+            worker=worker,
+        )
+
+    @activity.defn(name=p.PUBLISH_ENVIRONMENT)
+    async def publish_environment(self, inp: p.PublishEnvironmentInput) -> p.ReconcileOutcome:
+        """Every shard's files in one commit, after the shards ran (or failed)."""
+        return await self._in_thread(
+            inp.run_id, self._publish_blocking, inp, activity.info().attempt
+        )
+
+    def _publish_blocking(self, inp: p.PublishEnvironmentInput, attempt: int) -> p.ReconcileOutcome:
+        env = inp.environment
+        started = time.monotonic()
+        stacks = self.deps.stack_for(env)
+        outcomes = {o.shard: o for o in inp.shards}
+        shard_objects = []
+        for index, shard in enumerate(stacks.shards):
+            outcome = outcomes.get(index)
+            recorded = (
+                shard.recorded_objects()
+                if outcome is not None and outcome.ok and not outcome.held_tenants
+                else None
+            )
+            # A failed or holding shard has no record: its state says what it holds.
+            shard_objects.append(recorded if recorded is not None else shard.state_objects())
+        kube = kube_client_for(stacks)
+        try:
+            _, published = publish_shards(
+                stacks.config,
+                shard_objects,
+                git=self.deps.git_for(env),
+                tracer=self.deps.tracer,
+                record_synced=self.deps.domains.record_synced_versions if kube else None,
+                record_removed=lambda present, commit: self.deps.domains.record_removals(
+                    present, environment=env, commit=commit
+                ),
+            )
+        except GitOpsError as err:
+            self._failed(env, err, attempt, inp.run_id, time.monotonic() - started)
+            raise to_application_error(err, prefix="git: ") from err
+        counts = {
+            op: sum(getattr(o, field) for o in inp.shards)
+            for op, field in (
+                ("create", "created"),
+                ("update", "updated"),
+                ("replace", "replaced"),
+                ("delete", "deleted"),
+            )
+        }
+        held = sorted({t for o in inp.shards for t in o.held_tenants})
+        reasons = sorted({o.held_reason for o in inp.shards if o.held_reason})
+        summary = RunSummary(
+            environment=env,
+            operation="up",
+            counts=counts,
+            tenants=[],
+            desired_tenants=sorted({t for o in inp.shards for t in o.desired_tenants}),
+            stack_tenants_before=[],
+            held_tenants=held,
+            held_reason="; ".join(reasons) or None,
+        )
+        return self._finish(
+            env,
+            inp.run_id,
+            attempt,
+            summary=summary,
+            published=published,
+            duration=time.monotonic() - started,
+            skipped=skipped_text([o.skipped if o.ok else None for o in inp.shards]),
+            shards=inp.shards,
+        )
 
 
 def _held_message(env: str) -> str:

@@ -18,6 +18,7 @@ from opentelemetry.trace import Tracer
 from adapters.gitops import GitOpsRepo, PublishResult
 from adapters.kube import KubeClient
 from adapters.telemetry import span
+from core.config import StackConfig
 from core.digest import skip_reason
 from core.drift import drifted_fields
 from core.manifests import desired_documents
@@ -153,90 +154,87 @@ def reconcile_once(
     started = time.monotonic()
     shards = stack.shards if isinstance(stack, EnvironmentStacks) else [stack]
     env = stack.config.environment
-    recovered: list[str] = []
     with span(tracer, "reconcile_environment", env=env, stage="reconcile"):
-        if recover_first:
-            with span(tracer, "pulumi.recover", env=env):
-                recovered = list(stack.recover())
         records = load_records()
         kube = kube_client_for(stack)
-        runs: list[_ShardRun] = []
-        for shard in shards:
-            runs.append(
-                _run_shard(
-                    shard,
-                    records,
-                    kube=kube,
-                    tracer=tracer,
-                    check_skip=skip_unchanged and not recover_first and not confirm_deletions,
-                    allow_empty=allow_empty,
-                    confirm_deletions=confirm_deletions,
-                    progress=progress,
-                    hold_refused=hold_refused,
-                    full_pass_every=full_pass_every,
-                    now=now,
-                    announce=len(shards) > 1,
-                )
+        runs = [
+            run_shard(
+                shard,
+                records,
+                kube=kube,
+                tracer=tracer,
+                recover_first=recover_first,
+                skip_unchanged=skip_unchanged,
+                allow_empty=allow_empty,
+                confirm_deletions=confirm_deletions,
+                progress=progress,
+                hold_refused=hold_refused,
+                full_pass_every=full_pass_every,
+                now=now,
+                announce=len(shards) > 1,
             )
-        with span(tracer, "export", env=env):
-            objects = [item for run in runs for item in run.objects]
-            files = render_files(objects, environment=env)
-        if kube is not None and record_synced is not None:
-            record_synced(synced_versions(objects))
-        published = None
-        if git is not None:
-            with span(tracer, "git.push", env=env):
-                published = git.publish(stack.config.manifest_root, files)
-        if record_removed is not None:
-            present = {o["slug"] for o in objects}
-            record_removed(present, published.commit if published else None)
-        for run in runs:
-            if run.summary.held_tenants:
-                run.shard.forget_run()  # it still differs from the rows: run next time
-            elif run.skipped is None:
-                run.shard.record_run(run.digest, at=run.ran_at, objects=run.objects)
-    skipped = [run.skipped for run in runs]
+            for shard in shards
+        ]
+        files, published = publish_shards(
+            stack.config,
+            [run.objects for run in runs],
+            git=git,
+            tracer=tracer,
+            record_synced=record_synced if kube is not None else None,
+            record_removed=record_removed,
+        )
     return ReconcileReport(
         summary=combine(env, [run.summary for run in runs]),
         files=files,
         published=published,
         duration_seconds=time.monotonic() - started,
-        recovered=tuple(recovered),
+        recovered=tuple(step for run in runs for step in run.recovered),
         drift=tuple(d for run in runs for d in run.drift),
         adoption=tuple(step.line() for step in published.adoption) if published else (),
-        skipped=_skipped_text(skipped),
+        skipped=skipped_text([run.skipped for run in runs]),
         shards_run=tuple(run.shard.stack_name for run in runs if run.skipped is None),
     )
 
 
 @dataclass(frozen=True, kw_only=True)
-class _ShardRun:
+class ShardRun:
+    """What one shard's part of a reconcile did, and the objects its stack now holds."""
+
     shard: EnvironmentStack
     summary: RunSummary
     objects: list[dict[str, Any]]
-    digest: str
-    ran_at: datetime
     drift: list[Drift]
     skipped: str | None
+    recovered: tuple[str, ...] = ()
 
 
-def _run_shard(
+def run_shard(
     shard: EnvironmentStack,
     records: Sequence[DomainRecord],
     *,
     kube: KubeClient | None,
     tracer: Tracer,
-    check_skip: bool,
-    allow_empty: bool,
-    confirm_deletions: bool,
-    progress: Progress | None,
-    hold_refused: bool,
-    full_pass_every: timedelta,
-    now: Callable[[], datetime],
-    announce: bool,
-) -> _ShardRun:
-    """One shard: skipped when its digest is unchanged, else one `up`."""
+    recover_first: bool = False,
+    skip_unchanged: bool = False,
+    allow_empty: bool = False,
+    confirm_deletions: bool = False,
+    progress: Progress | None = None,
+    hold_refused: bool = False,
+    full_pass_every: timedelta = timedelta(hours=1),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    announce: bool = False,
+) -> ShardRun:
+    """One shard: skipped when its digest is unchanged, else one `up`.
+
+    After an `up` that holds nothing, the digest and the objects are recorded at
+    once: the files are published by every reconcile whether its engine ran or
+    not, so a publish that fails after this is repaired by the next one.
+    """
     name = shard.stack_name
+    recovered: tuple[str, ...] = ()
+    if recover_first:
+        with span(tracer, "pulumi.recover", env=name):
+            recovered = tuple(shard.recover())
     drift: list[Drift] = []
     if kube is not None:
         with span(tracer, "kubernetes.drift", env=name):
@@ -244,28 +242,25 @@ def _run_shard(
     digest = shard.desired_digest(records)
     skipped = None
     cached = None
-    if check_skip and not drift:
+    if skip_unchanged and not recover_first and not confirm_deletions and not drift:
         skipped = skip_reason(shard.last_run(), digest, now=now(), full_pass_every=full_pass_every)
         cached = shard.recorded_objects() if skipped is not None else None
-        if cached is None:
-            skipped = None  # nothing recorded to export from: run the engine
-    ran_at = now()
     if skipped is not None and cached is not None:
         # No engine run; the recorded files are still exported and published, so
         # a hand edit in nm-kube-config is repaired all the same.
         if announce and progress:
             progress(f"{name}: unchanged, engine skipped")
-        return _ShardRun(
+        return ShardRun(
             shard=shard,
             summary=_skipped_summary(shard, records),
             objects=cached,
-            digest=digest,
-            ran_at=ran_at,
             drift=drift,
             skipped=skipped,
+            recovered=recovered,
         )
     if announce and progress:
         progress(f"{name}: running the engine")
+    ran_at = now()
     with span(tracer, "pulumi.up", env=name):
         summary = shard.up(
             records,
@@ -277,18 +272,52 @@ def _run_shard(
             replace=[d.urn for d in drift if d.fields],
             hold_refused=hold_refused,
         )
-    return _ShardRun(
+    objects = shard.state_objects()
+    if not summary.held_tenants:
+        shard.record_run(digest, at=ran_at, objects=objects)
+    # (a run that holds deletions records nothing: the stack still differs from the rows)
+    return ShardRun(
         shard=shard,
         summary=summary,
-        objects=shard.state_objects(),
-        digest=digest,
-        ran_at=ran_at,
+        objects=objects,
         drift=drift,
         skipped=None,
+        recovered=recovered,
     )
 
 
-def _skipped_text(reasons: Sequence[str | None]) -> str | None:
+def publish_shards(
+    config: StackConfig,
+    shard_objects: Sequence[Sequence[dict[str, Any]]],
+    *,
+    git: GitOpsRepo | None,
+    tracer: Tracer,
+    record_synced: Callable[[Mapping[str, str]], object] | None = None,
+    record_removed: Callable[[set[str], str | None], object] | None = None,
+) -> tuple[dict[str, str], PublishResult | None]:
+    """Every shard's objects -> one file per tenant -> one commit (only changed files).
+
+    `record_synced` (cluster mode) gets what the API server stored per tenant;
+    `record_removed(slugs still in a stack, commit)` runs once the files are
+    published: disabled domains outside every stack are then really removed.
+    """
+    env = config.environment
+    objects = [item for found in shard_objects for item in found]
+    with span(tracer, "export", env=env):
+        files = render_files(objects, environment=env)
+    if record_synced is not None:
+        record_synced(synced_versions(objects))
+    published = None
+    if git is not None:
+        with span(tracer, "git.push", env=env):
+            published = git.publish(config.manifest_root, files)
+    if record_removed is not None:
+        present = {o["slug"] for o in objects}
+        record_removed(present, published.commit if published else None)
+    return files, published
+
+
+def skipped_text(reasons: Sequence[str | None]) -> str | None:
     """The report's `skipped`: set only when no shard ran the engine."""
     if not reasons or any(reason is None for reason in reasons):
         return None

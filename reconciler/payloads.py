@@ -19,6 +19,11 @@ VERIFY_CNAME = "verify_cname"
 CHECK_CAA = "check_caa"
 REQUEST_RECONCILE = "request_reconcile"
 RECONCILE_ENVIRONMENT = "reconcile_environment"
+# A sharded environment (core.shards) runs as one activity per shard, on any
+# worker, then one publish of every shard's files.
+ENVIRONMENT_SHARDS = "environment_shards"
+RECONCILE_SHARD = "reconcile_shard"
+PUBLISH_ENVIRONMENT = "publish_environment"
 CHECK_CERTIFICATE = "check_certificate"
 PROBE_HTTPS = "probe_https"
 EMIT_EVENT = "emit_event"
@@ -167,6 +172,43 @@ class ReconcileEnvironmentInput:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReconcileShardInput:
+    environment: str
+    shard: int
+    run_id: str
+    confirm_deletions: bool = False
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardOutcome:
+    """What one shard's run did (or why it failed), for the environment's publish."""
+
+    shard: int
+    stack: str
+    ok: bool
+    message: str = ""
+    skipped: str | None = None
+    created: int = 0
+    updated: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    desired_tenants: tuple[str, ...] = ()
+    held_tenants: tuple[str, ...] = ()
+    held_reason: str | None = None
+    recovered: tuple[str, ...] = ()
+    policy_violations: tuple[PolicyViolation, ...] = ()
+    worker: str = ""  # the identity of the worker that ran it
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishEnvironmentInput:
+    environment: str
+    run_id: str
+    shards: tuple[ShardOutcome, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReconcileOutcome:
     ok: bool
     message: str
@@ -189,6 +231,8 @@ class ReconcileOutcome:
     adoption: tuple[str, ...] = ()
     # Why the engine did not run (the desired state equals the last run's).
     skipped: str | None = None
+    # Sharded environments: each shard's part of the run.
+    shards: tuple[ShardOutcome, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from adapters.gitops import GitOpsRepo, GitSettings, ensure_bare_remote
 from adapters.kube import KubeClient
 from adapters.telemetry import Analytics
 from core.settings import Settings
+from db.run_records import DbRunRecords
 from db.service import DomainAction, DomainChange, DomainService
 from db.session import make_engine, make_session_factory
 from reconciler.activities import ActivityDependencies, DomainActivities, ProbeSettings
@@ -85,10 +86,19 @@ def gitops_remote(settings: Settings) -> str:
 
 
 def environment_stack(settings: Settings, environment: str) -> EnvironmentStacks:
-    """The environment's stacks, one per shard (core.shards; one by default)."""
+    """The environment's stacks, one per shard (core.shards; one by default).
+
+    With a shared Pulumi backend the run records are shared too (in the rows'
+    database), so any worker may skip an unchanged shard; with the embedded file
+    backend they stay beside this host's workspaces.
+    """
     penv = pulumi_environment(work_dir=settings.work_dir, environment=environment)
     config = load_stack_config(environment, root=settings.stack_config_dir)
-    return EnvironmentStacks(penv, config, work_dir=settings.work_dir)
+    private = penv.backend_url == f"file://{penv.state_dir}"
+    records = (
+        None if private else DbRunRecords(make_session_factory(make_engine(settings.database_url)))
+    )
+    return EnvironmentStacks(penv, config, work_dir=settings.work_dir, run_records=records)
 
 
 def gitops_repo(settings: Settings, environment: str) -> GitOpsRepo:

@@ -27,7 +27,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from core.shards import ISSUER_SHARD, shard_of
 from core.shards import stack_name as shard_stack_name
 from core.violations import PolicyViolation
 from stack import program
+from stack.run_records import FileRunRecords, RunRecords
 from stack.toolchain import REPO_ROOT, PulumiEnvironment
 from stack.workspace import open_stack
 
@@ -124,13 +124,6 @@ def violation_of(event: auto.PolicyEvent) -> PolicyViolation:
         resource_urn=event.resource_urn or "",
         message=message,
     )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class RefusedRun(PortalDomainsError, RuntimeError):
@@ -315,9 +308,11 @@ class EnvironmentStack:
         policy_pack_config: Path | None = None,
         stack_name: str | None = None,
         shard: int = 0,
+        run_records: RunRecords | None = None,
     ) -> None:
         self.penv = penv
         self.shard = shard
+        self.run_records: RunRecords = run_records or FileRunRecords(work_dir)
         self.config = shard_config(config, shard)
         self.stack_name = stack_name or shard_stack_name(config.environment, shard, config.shards)
         self.work_dir = work_dir / "workspaces" / self.stack_name
@@ -386,66 +381,47 @@ class EnvironmentStack:
         """The digest of what `up` would declare for `records` (core.digest)."""
         return desired_digest(self.mine(records), self.config, code_fingerprint())
 
-    def _last_run_file(self) -> Path:
-        return self.work_dir / "last-successful-run.json"
-
     @property
     def state_is_private(self) -> bool:
         """True for the embedded file backend of this work directory.
 
-        The last-run record lives beside this process's workspace, so it vouches for
-        the stack only when nobody else can update that state. With a shared backend
-        (PULUMI_BACKEND_URL: postgres://, s3://, a shared path) another worker may
-        have changed the stack since, and every reconcile runs the engine.
+        A record kept on this host vouches for the stack only when nobody else can
+        update that state. With a shared backend (PULUMI_BACKEND_URL: postgres://,
+        s3://, a shared path) only a shared record store (`run_records.shared`,
+        db.run_records) is trusted; with a host-local one every reconcile runs
+        the engine.
         """
         return self.penv.backend_url == f"file://{self.penv.state_dir}"
 
+    def _trusted(self) -> bool:
+        return self.run_records.shared or self.state_is_private
+
     def last_run(self) -> RecordedRun | None:
         """The digest of the last successful run and when it ran (None: unknown)."""
-        if not self.state_is_private:
+        if not self._trusted():
             return None
-        try:
-            return RecordedRun.from_json(json.loads(self._last_run_file().read_text()))
-        except (OSError, ValueError):
-            return None
+        found = self.run_records.load(self.stack_name)
+        return found[0] if found else None
 
     def record_run(
         self, digest: str, *, at: datetime, objects: Sequence[dict[str, Any]] | None = None
     ) -> None:
-        """After a successful up and publish: what it declared (written atomically).
-
-        `objects` (the state objects after the run) are kept beside it, so a
-        reconcile that skips this shard exports its files without reading the state.
-        """
-        if objects is not None:
-            _write_atomically(self._objects_file(), json.dumps(list(objects)))
-        else:
-            self._objects_file().unlink(missing_ok=True)
-        _write_atomically(
-            self._last_run_file(), json.dumps(RecordedRun(digest=digest, full_pass_at=at).to_json())
-        )
-
-    def _objects_file(self) -> Path:
-        return self.work_dir / "state-objects.json"
+        """After a successful up: what it declared, and (`objects`) the state objects
+        after it, so a reconcile that skips this shard exports its files without
+        reading the state."""
+        run = RecordedRun(digest=digest, full_pass_at=at)
+        self.run_records.save(self.stack_name, run, list(objects) if objects is not None else None)
 
     def recorded_objects(self) -> list[dict[str, Any]] | None:
         """The state objects recorded with the last successful run (None: unknown)."""
-        if self.last_run() is None:
+        if not self._trusted():
             return None
-        try:
-            data = json.loads(self._objects_file().read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, list) or not all(
-            isinstance(o, dict) and {"slug", "urn", "outputs"} <= o.keys() for o in data
-        ):
-            return None
-        return data
+        found = self.run_records.load(self.stack_name)
+        return found[1] if found else None
 
     def forget_run(self) -> None:
         """The next reconcile runs the engine whatever the digest says."""
-        self._last_run_file().unlink(missing_ok=True)
-        self._objects_file().unlink(missing_ok=True)
+        self.run_records.forget(self.stack_name)
 
     def stack_tenants(self) -> list[str]:
         """Slugs of the tenants the stack's state currently holds."""

@@ -19,6 +19,7 @@ from core.config import StackConfig
 from core.digest import RecordedRun
 from core.records import DomainRecord
 from stack.automation import POLICY_PACK, EnvironmentStack, Progress, RunSummary
+from stack.run_records import RunRecords
 from stack.toolchain import PulumiEnvironment
 
 
@@ -33,6 +34,7 @@ class EnvironmentStacks:
         work_dir: Path,
         policy_pack: Path | None = POLICY_PACK,
         policy_pack_config: Path | None = None,
+        run_records: RunRecords | None = None,
     ) -> None:
         self.penv = penv
         self.config = config
@@ -45,6 +47,7 @@ class EnvironmentStacks:
                 policy_pack=policy_pack,
                 policy_pack_config=policy_pack_config,
                 shard=shard,
+                run_records=run_records,
             )
             for shard in range(config.shards)
         ]

@@ -5,6 +5,7 @@ Deterministic code only; the reconcile itself is an activity (reconciler.activit
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -12,7 +13,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from reconciler import payloads as p
-    from reconciler.workflows.common import RECONCILE_RETRY, root_cause, violations_of
+    from reconciler.workflows.common import (
+        DB_RETRY,
+        QUICK,
+        RECONCILE_RETRY,
+        root_cause,
+        violations_of,
+    )
+
+# Runs recorded before sharding existed replay without the shard-count activity.
+SHARDED_PATCH = "sharded-reconcile"
 
 
 @workflow.defn
@@ -121,6 +131,16 @@ class EnvironmentReconcileWorkflow:
     async def _run_once(
         self, state: p.EnvironmentState, batch: list[p.ReconcileRequest]
     ) -> p.ReconcileOutcome:
+        if workflow.patched(SHARDED_PATCH):
+            shards: int = await workflow.execute_activity(
+                p.ENVIRONMENT_SHARDS,
+                state.environment,
+                result_type=int,
+                start_to_close_timeout=QUICK,
+                retry_policy=DB_RETRY,
+            )
+            if shards > 1:
+                return await self._run_sharded(state, batch, shards)
         try:
             outcome: p.ReconcileOutcome = await workflow.execute_activity(
                 p.RECONCILE_ENVIRONMENT,
@@ -144,3 +164,63 @@ class EnvironmentReconcileWorkflow:
                 policy_violations=violations_of(err),
             )
         return outcome
+
+    async def _run_sharded(
+        self, state: p.EnvironmentState, batch: list[p.ReconcileRequest], shards: int
+    ) -> p.ReconcileOutcome:
+        """Every shard at once, each an activity any worker may run, then one publish.
+
+        Each shard runs at most once at a time (this workflow is the environment's
+        only runner and awaits them all); a shard whose worker dies is retried
+        elsewhere after the heartbeat timeout and recovers its stack first. A shard
+        that fails does not keep the others' changes out of Git.
+        """
+        run_id = f"{workflow.info().workflow_id}/{self._run_number}"
+
+        async def one(shard: int) -> p.ShardOutcome:
+            try:
+                outcome: p.ShardOutcome = await workflow.execute_activity(
+                    p.RECONCILE_SHARD,
+                    p.ReconcileShardInput(
+                        environment=state.environment,
+                        shard=shard,
+                        run_id=run_id,
+                        confirm_deletions=any(r.confirm_deletions for r in batch),
+                        allow_empty=any(r.allow_empty for r in batch),
+                    ),
+                    result_type=p.ShardOutcome,
+                    start_to_close_timeout=timedelta(hours=2),
+                    heartbeat_timeout=timedelta(seconds=state.heartbeat_timeout_seconds),
+                    retry_policy=RECONCILE_RETRY,
+                )
+            except ActivityError as err:
+                return p.ShardOutcome(
+                    shard=shard,
+                    stack=f"{state.environment}-{shard}",
+                    ok=False,
+                    message=root_cause(err),
+                    policy_violations=violations_of(err),
+                )
+            return outcome
+
+        results = await asyncio.gather(*(one(shard) for shard in range(shards)))
+        try:
+            published: p.ReconcileOutcome = await workflow.execute_activity(
+                p.PUBLISH_ENVIRONMENT,
+                p.PublishEnvironmentInput(
+                    environment=state.environment, run_id=run_id, shards=tuple(results)
+                ),
+                result_type=p.ReconcileOutcome,
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(seconds=state.heartbeat_timeout_seconds),
+                retry_policy=RECONCILE_RETRY,
+            )
+        except ActivityError as err:
+            return p.ReconcileOutcome(
+                ok=False,
+                message=root_cause(err),
+                run_number=self._run_number,
+                policy_violations=tuple(v for r in results for v in r.policy_violations),
+                shards=tuple(results),
+            )
+        return published

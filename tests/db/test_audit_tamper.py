@@ -328,6 +328,7 @@ def test_the_schema_belongs_to_the_owner_and_the_app_role_holds_only_its_grants(
         ("alembic_version", "SELECT"),
         *{("portal_domains", p) for p in crud},
         *{("portal_domain_outbox", p) for p in crud},
+        *{("portal_domain_stack_runs", p) for p in crud},
     }
 
 

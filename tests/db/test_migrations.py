@@ -17,7 +17,12 @@ from db import migrate
 from db.models import AUDIT_OUTCOMES, HOLDING_STATUSES, Base
 from db.session import make_engine
 
-TABLES = {"portal_domains", "portal_domain_audit", "portal_domain_outbox"}
+TABLES = {
+    "portal_domains",
+    "portal_domain_audit",
+    "portal_domain_outbox",
+    "portal_domain_stack_runs",
+}
 FIRST_REVISION = "5c1f0e7a9d21"
 
 

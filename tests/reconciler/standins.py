@@ -111,6 +111,7 @@ class StandInActivities:
             self.verify_cname,
             self.check_caa,
             self.request_reconcile,
+            self.environment_shards,
             self.reconcile_environment,
             self.check_certificate,
             self.probe_https,
@@ -171,6 +172,10 @@ class StandInActivities:
             start_signal="request",
             start_signal_args=[inp.request],
         )
+
+    @activity.defn(name=p.ENVIRONMENT_SHARDS)
+    async def environment_shards(self, environment: str) -> int:
+        return 1
 
     @activity.defn(name=p.RECONCILE_ENVIRONMENT)
     async def reconcile_environment(self, inp: p.ReconcileEnvironmentInput) -> p.ReconcileOutcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -361,6 +362,7 @@ def test_time_to_active_counts_from_the_request_of_the_current_hostname(
     temporal_address: str,
 ) -> None:
     tenant = Tenant()
+    replacement: list[float] = []  # how long the replacement took to go active, seen from here
 
     async def scenario(rig: Rig) -> None:
         await rig.wait_for(lambda t: "portal_domain.activated" in t.events, "the activation")
@@ -369,11 +371,13 @@ def test_time_to_active_counts_from_the_request_of_the_current_hostname(
         # starts over at pending_dns, and the request time is the replacement's.
         t = rig.tenant
         t.domain, t.status, t.version = "clients.acme.com", S.PENDING_DNS, t.version + 1
+        replaced = time.monotonic()
         t.requested_at = datetime.now(UTC).isoformat()
         await rig.handle.signal("refresh")
         await rig.wait_for(
             lambda t: t.events.count("portal_domain.activated") == 2, "the second activation"
         )
+        replacement.append(time.monotonic() - replaced)
 
     drive(temporal_address, tenant, scenario)
     first, second = (
@@ -383,5 +387,6 @@ def test_time_to_active_counts_from_the_request_of_the_current_hostname(
     )
     assert isinstance(first, int | float)
     assert isinstance(second, int | float)
-    # Not from the workflow's start (over 3 s before): from the replacement's request.
-    assert 0 <= second < 2.5
+    # From the replacement's request, not from the workflow's start (over 3 s before
+    # it): counted from the start, it would exceed what we saw by those 3 s.
+    assert 0 <= second <= replacement[0] + 1.0

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from sqlalchemy.engine import make_url
 
 from core.config import parse_stack_config
-from reconciler.environment_reconcile import reconcile_once
+from reconciler.environment_reconcile import ReconcileReport, reconcile_once
 from stack.automation import EnvironmentStack
 from stack.toolchain import pulumi_environment
 from tests.e2e.test_cluster_mode import tenants
@@ -68,3 +68,38 @@ def test_with_a_shared_backend_the_unchanged_skip_is_never_trusted(
             skip_unchanged=True,
         )
         assert report.skipped is None
+
+
+def test_with_a_shared_run_record_store_another_host_skips_and_exports_from_it(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # The record lives in PostgreSQL beside the rows (db.run_records), so what one
+    # host recorded vouches for the shared stack on every host.
+    from db import migrate
+    from db.run_records import DbRunRecords
+    from db.session import make_engine, make_session_factory
+
+    migrate.upgrade(postgres_url)
+    shared = DbRunRecords(make_session_factory(make_engine(postgres_url)))
+    host_a = _worker(tmp_path, "host-a", _backend(postgres_url))
+    host_b = _worker(tmp_path, "host-b", _backend(postgres_url))
+    host_a.run_records = host_b.run_records = shared
+    rows = tenants(2)
+
+    def reconcile(stack: EnvironmentStack) -> ReconcileReport:
+        return reconcile_once(
+            stack=stack,
+            load_records=lambda: rows,
+            git=None,
+            tracer=trace.get_tracer("test"),
+            skip_unchanged=True,
+        )
+
+    first = reconcile(host_a)
+    assert first.skipped is None
+    other = reconcile(host_b)
+    assert other.skipped is not None  # host-b trusts host-a's shared record
+    assert other.files == first.files  # exported from the recorded objects
+    # An `up` by hand on host-b forgets the record for everybody.
+    host_b.up(rows)
+    assert reconcile(host_a).skipped is None
