@@ -56,6 +56,18 @@ def belongs_to(environment: str, name: str) -> bool:
     return match is not None and match.group("env") == environment
 
 
+def parse_stack_name(name: str, environments: Iterable[str]) -> tuple[str, int | None]:
+    """(environment, shard) of a stack name: `staging` -> (staging, None), `staging-3` ->
+    (staging, 3). A name that is no environment's stack raises ValueError."""
+    known = set(environments)
+    if name in known:
+        return name, None
+    match = _SHARD_STACK.match(name)
+    if match is None or match.group("env") not in known:
+        raise ValueError(f"{name!r} is not a stack of any environment ({', '.join(sorted(known))})")
+    return match.group("env"), int(match.group("shard"))
+
+
 class _HasTenant(Protocol):
     @property
     def tenant_id(self) -> str: ...

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 import pytest
 
 from core.config import ConfigError, parse_stack_config
-from core.shards import belongs_to, partition, shard_of, spread, stack_name, stack_names
+from core.shards import (
+    belongs_to,
+    parse_stack_name,
+    partition,
+    shard_of,
+    spread,
+    stack_name,
+    stack_names,
+)
 
 # Pinned: a change of the hash would move every tenant to another stack, which
 # must only ever happen through `portal-domains stack reshard`.
@@ -79,3 +87,12 @@ def test_the_shard_count_is_validated_in_the_stack_config() -> None:
     for bad in ("0", "257", "two", True):
         with pytest.raises(ConfigError, match="shards"):
             parse_stack_config({"shards": bad}, environment="prod")
+
+
+def test_a_stack_name_says_its_environment_and_shard() -> None:
+    envs = ("staging", "prod")
+    assert parse_stack_name("staging", envs) == ("staging", None)
+    assert parse_stack_name("prod-12", envs) == ("prod", 12)
+    for bad in ("dev", "dev-1", "prod-01", "prod-", "staging-x"):
+        with pytest.raises(ValueError, match="not a stack"):
+            parse_stack_name(bad, envs)
