@@ -121,6 +121,11 @@ class PulumiEnvironment:
             "PULUMI_PYTHON_CMD": self.python,
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            # The DIY backend otherwise copies the whole checkpoint into
+            # .pulumi/backups on every update (5 MB per run at 300 tenants),
+            # which nothing here reads; the per-update history and the .bak
+            # written before each checkpoint (what recovery relies on) stay.
+            "PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS": "true",
             # The provider takes KUBECONFIG as its kubeconfig, which gitops
             # (render) mode rejects: blank it; cluster mode passes one explicitly.
             "KUBECONFIG": "",

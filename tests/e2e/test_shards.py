@@ -159,6 +159,9 @@ def test_an_up_nothing_objects_to_is_one_engine_pass_and_an_objection_previews_f
     summary = stack.up(rows)
     assert summary.counts["create"] == 6
     assert previews == []  # guards and rules passed in-process: `up` only
+    # No full checkpoint copy per update in .pulumi/backups (toolchain env).
+    assert not list((penv.state_dir / ".pulumi" / "backups").rglob("*.json*"))
+    assert list((penv.state_dir / ".pulumi" / "history").rglob("*.json*"))
 
     # A pack config that allows another backend only: the in-process rules object,
     # so the run previews first and is refused there, before anything changes.
