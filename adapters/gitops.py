@@ -53,6 +53,7 @@ from core.adoption import (
     served_hosts,
 )
 from core.errors import PortalDomainsError
+from core.text import redact_urls
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +75,7 @@ _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
-# `scheme://user:token@host`: what a remote URL with credentials looks like.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
-
-
-def redact(text: str) -> str:
-    """`text` with the credentials of every URL in it replaced by `***`."""
-    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+redact = redact_urls  # `text` with the credentials of every URL in it replaced by `***`
 
 
 class GitOpsError(PortalDomainsError):

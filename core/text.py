@@ -8,6 +8,7 @@ request into a 500 with no audit row. `safe_text` escapes exactly those
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,3 +27,13 @@ def safe_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [safe_value(v) for v in value]
     return value
+
+
+# `scheme://user:secret@host`: what a URL with credentials looks like (a Git
+# remote with a token, a postgres:// Pulumi backend with its password).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)

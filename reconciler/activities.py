@@ -624,8 +624,14 @@ class DomainActivities:
 
     @activity.defn(name=p.ENVIRONMENT_SHARDS)
     def environment_shards(self, environment: str) -> int:
-        """How many stacks (shards) the environment's config spreads its tenants over."""
-        return len(self.deps.stack_for(environment).shards)
+        """How many stacks (shards) the environment's config spreads its tenants over,
+        once they are laid out for it (refused while a reshard is due)."""
+        stacks = self.deps.stack_for(environment)
+        try:
+            stacks.check_layout()
+        except RefusedRun as err:
+            raise to_application_error(err, prefix="refused: ") from err
+        return len(stacks.shards)
 
     @activity.defn(name=p.RECONCILE_SHARD)
     async def reconcile_shard(self, inp: p.ReconcileShardInput) -> p.ShardOutcome:

@@ -155,6 +155,8 @@ def reconcile_once(
     shards = stack.shards if isinstance(stack, EnvironmentStacks) else [stack]
     env = stack.config.environment
     with span(tracer, "reconcile_environment", env=env, stage="reconcile"):
+        if isinstance(stack, EnvironmentStacks):
+            stack.check_layout()  # a changed shard count needs `stack reshard` first
         records = load_records()
         kube = kube_client_for(stack)
         runs = [

@@ -44,6 +44,7 @@ from core.manifests import desired_documents, desired_state
 from core.records import DomainRecord
 from core.shards import ISSUER_SHARD, shard_of
 from core.shards import stack_name as shard_stack_name
+from core.text import redact_urls
 from core.violations import PolicyViolation
 from stack import program
 from stack.run_records import FileRunRecords, RunRecords
@@ -452,7 +453,8 @@ class EnvironmentStack:
         if any(v.mandatory for v in collector.violations):
             return PolicyViolationsError(collector.violations)
         detail = "\n".join(collector.diagnostics) or text[-2000:]
-        return StackOperationError(f"pulumi failed: {detail}", permanent=False)
+        # A postgres:// backend URL carries its password; it never reaches a message.
+        return StackOperationError(f"pulumi failed: {redact_urls(detail)}", permanent=False)
 
     # ------------------------------------------------------------------ operations
     def preview(
@@ -715,7 +717,7 @@ class EnvironmentStack:
             )
         except auto.CommandError as exc:
             raise StackOperationError(
-                f"refresh failed: {str(exc)[-2000:]}", permanent=False
+                f"refresh failed: {redact_urls(str(exc)[-2000:])}", permanent=False
             ) from exc
         return {str(op): n for op, n in (result.summary.resource_changes or {}).items()}
 

@@ -18,7 +18,8 @@ from typing import Any
 from core.config import StackConfig
 from core.digest import RecordedRun
 from core.records import DomainRecord
-from stack.automation import POLICY_PACK, EnvironmentStack, Progress, RunSummary
+from stack.automation import POLICY_PACK, EnvironmentStack, Progress, RefusedRun, RunSummary
+from stack.reshard import prepare_layout
 from stack.run_records import RunRecords
 from stack.toolchain import PulumiEnvironment
 
@@ -39,6 +40,9 @@ class EnvironmentStacks:
         self.penv = penv
         self.config = config
         self.stack_name = config.environment
+        self.work_dir = work_dir
+        self.run_records = run_records
+        self._layout_checked = False
         self.shards = [
             EnvironmentStack(
                 penv,
@@ -51,6 +55,25 @@ class EnvironmentStacks:
             )
             for shard in range(config.shards)
         ]
+
+    def check_layout(self) -> None:
+        """Refuse to run while the stacks are not laid out for `config.shards`.
+
+        After a change of the shard count, tenants must first move between stacks
+        (`portal-domains stack reshard`); a reconcile that ran the new layout
+        directly would create tenants in their new stacks while the old ones still
+        hold them, and the old stacks' next run would delete them. An environment
+        without stacks is laid out here. Checked once per instance: a reshard is
+        done with the workers stopped (see the runbook).
+        """
+        if self._layout_checked:
+            return
+        problem = prepare_layout(
+            self.penv, self.config, work_dir=self.work_dir, run_records=self.run_records
+        )
+        if problem is not None:
+            raise RefusedRun("reshard_needed", problem)
+        self._layout_checked = True
 
     # ------------------------------------------------------------------ reads
     def state_objects(self) -> list[dict[str, Any]]:

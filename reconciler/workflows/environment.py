@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from reconciler import payloads as p
     from reconciler.workflows.common import (
         DB_RETRY,
-        QUICK,
         RECONCILE_RETRY,
         root_cause,
         violations_of,
@@ -132,13 +131,19 @@ class EnvironmentReconcileWorkflow:
         self, state: p.EnvironmentState, batch: list[p.ReconcileRequest]
     ) -> p.ReconcileOutcome:
         if workflow.patched(SHARDED_PATCH):
-            shards: int = await workflow.execute_activity(
-                p.ENVIRONMENT_SHARDS,
-                state.environment,
-                result_type=int,
-                start_to_close_timeout=QUICK,
-                retry_policy=DB_RETRY,
-            )
+            try:
+                shards: int = await workflow.execute_activity(
+                    p.ENVIRONMENT_SHARDS,
+                    state.environment,
+                    result_type=int,
+                    # A new environment's stacks are created here (one per shard).
+                    start_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=DB_RETRY,
+                )
+            except ActivityError as err:
+                return p.ReconcileOutcome(
+                    ok=False, message=root_cause(err), run_number=self._run_number
+                )
             if shards > 1:
                 return await self._run_sharded(state, batch, shards)
         try:

@@ -174,3 +174,37 @@ def test_an_up_nothing_objects_to_is_one_engine_pass_and_an_objection_previews_f
         stack.up([*rows, *tenants(1)])
     assert previews == [1]
     assert stack.stack_tenants() == sorted(r.prefix for r in rows)
+
+
+def test_a_changed_shard_count_is_refused_until_reshard_moves_the_tenants(
+    work_dir: Path, tmp_path: Path
+) -> None:
+    from stack.automation import RefusedRun
+    from stack.reshard import reshard
+
+    one = parse_stack_config({}, environment="prod")
+    penv = pulumi_environment(
+        work_dir=work_dir, environ={"PULUMI_CONFIG_PASSPHRASE": "prod-test-passphrase-7c1e"}
+    )
+    remote = ensure_bare_remote(tmp_path / "nm-kube-config.git")
+    repo = GitOpsRepo(GitSettings(remote_url=remote, worktree=tmp_path / "worktree"))
+    rows = _rows_spread_over_every_shard(5)
+
+    def stacks(config: StackConfig) -> EnvironmentStacks:
+        return EnvironmentStacks(penv, config, work_dir=work_dir)
+
+    assert _reconcile(stacks(one), repo, rows).summary.counts["create"] == 15
+    three = dataclasses.replace(one, shards=SHARDS)
+    with pytest.raises(RefusedRun, match="stack reshard --env prod") as refused:
+        _reconcile(stacks(three), repo, rows)
+    assert refused.value.code == "reshard_needed"
+
+    report = reshard(penv, three, SHARDS, work_dir=work_dir)
+    assert report.changed
+    after = _reconcile(stacks(three), repo, rows)
+    # The engine ran (the config changed) but nothing was created or deleted.
+    assert after.shards_run == tuple(f"prod-{k}" for k in range(SHARDS))
+    assert after.summary.counts == {"create": 0, "update": 0, "replace": 0, "delete": 0}
+    assert set(_published(remote, three)) == {f"{r.prefix}.yaml" for r in rows} | {
+        f"{ISSUER_FILE}.yaml"
+    }
