@@ -315,9 +315,17 @@ def _parsed_hosts(text: str) -> tuple[frozenset[str] | None, str | None]:
 def desired_files(files: Mapping[str, str]) -> list[DesiredFile]:
     """Our files (slug -> content) as the adoption plan sees them: name and hosts."""
     return [
-        DesiredFile(name=f"{slug}.yaml", hosts=_parsed_hosts(content)[0] or frozenset())
+        DesiredFile(name=f"{slug}.yaml", hosts=_our_hosts(content))
         for slug, content in sorted(files.items())
     ]
+
+
+def _our_hosts(text: str) -> frozenset[str]:
+    """The hosts one of our own files serves (we rendered it: libyaml when present)."""
+    return served_hosts(list(yaml.load_all(text, Loader=_FAST_LOADER)))
+
+
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_folder(folder: Path) -> list[FoundFile]:
@@ -557,7 +565,15 @@ class GitOpsRepo:
         assert repo.working_tree_dir is not None
         root = Path(repo.working_tree_dir)
         target = root / directory
-        plan = plan_adoption(desired_files(files), read_folder(target), directory=str(directory))
+        found = read_folder(target)
+        # Our files' hosts matter only against files we did not write: parsing a
+        # thousand files of ours for nothing was most of a publish's time.
+        desired = (
+            desired_files(files)
+            if any(not item.ours for item in found)
+            else [DesiredFile(name=f"{slug}.yaml", hosts=frozenset()) for slug in sorted(files)]
+        )
+        plan = plan_adoption(desired, found, directory=str(directory))
         for path in plan.replaced_paths:
             # Adopted ones come back as ours from sync_directory; removed ones stay gone.
             (root / path).unlink()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -27,16 +29,10 @@ VIOLATION = PolicyViolation(
 )
 
 
-def run_once(temporal_address: str, failure: ApplicationError | None) -> p.ReconcileOutcome:
-    @activity.defn(name=p.RECONCILE_ENVIRONMENT)
-    async def reconcile(inp: p.ReconcileEnvironmentInput) -> p.ReconcileOutcome:
-        if failure is not None:
-            raise failure
-        return p.ReconcileOutcome(ok=True, message="fine", deployed_tenants=("abc1234",))
-
-    @activity.defn(name=p.ENVIRONMENT_SHARDS)
-    async def shards(environment: str) -> int:
-        return 1
+def reconcile_through_workflow(
+    temporal_address: str, activities: list[Callable[..., Any]]
+) -> p.ReconcileOutcome:
+    """One reconcile request through a fresh environment workflow with these activities."""
 
     async def main() -> p.ReconcileOutcome:
         client = await Client.connect(temporal_address)
@@ -45,7 +41,7 @@ def run_once(temporal_address: str, failure: ApplicationError | None) -> p.Recon
             client,
             task_queue=queue,
             workflows=[EnvironmentReconcileWorkflow],
-            activities=[reconcile, shards],
+            activities=activities,
         ):
             handle = await client.start_workflow(
                 EnvironmentReconcileWorkflow.run,
@@ -61,6 +57,20 @@ def run_once(temporal_address: str, failure: ApplicationError | None) -> p.Recon
             return outcome
 
     return asyncio.run(main())
+
+
+def run_once(temporal_address: str, failure: ApplicationError | None) -> p.ReconcileOutcome:
+    @activity.defn(name=p.RECONCILE_ENVIRONMENT)
+    async def reconcile(inp: p.ReconcileEnvironmentInput) -> p.ReconcileOutcome:
+        if failure is not None:
+            raise failure
+        return p.ReconcileOutcome(ok=True, message="fine", deployed_tenants=("abc1234",))
+
+    @activity.defn(name=p.ENVIRONMENT_SHARDS)
+    async def shards(environment: str) -> int:
+        return 1
+
+    return reconcile_through_workflow(temporal_address, [reconcile, shards])
 
 
 def test_a_run_refused_by_the_policy_pack_reports_each_violation_as_data(
@@ -117,29 +127,7 @@ def test_a_sharded_environment_runs_its_shards_at_once_and_publishes_them_all(
             policy_violations=tuple(v for s in failed for v in s.policy_violations),
         )
 
-    async def main() -> p.ReconcileOutcome:
-        client = await Client.connect(temporal_address)
-        queue, environment = f"env-{uuid.uuid4().hex[:8]}", f"e{uuid.uuid4().hex[:8]}"
-        async with Worker(
-            client,
-            task_queue=queue,
-            workflows=[EnvironmentReconcileWorkflow],
-            activities=[shards, reconcile_shard, publish],
-        ):
-            handle = await client.start_workflow(
-                EnvironmentReconcileWorkflow.run,
-                p.EnvironmentState(environment=environment, debounce_seconds=0.1),
-                id=p.reconcile_workflow_id(environment),
-                task_queue=queue,
-            )
-            outcome: p.ReconcileOutcome = await handle.execute_update(
-                EnvironmentReconcileWorkflow.reconcile,
-                p.ReconcileRequest(request_id="r1", reason="test"),
-            )
-            await handle.terminate("test finished")
-            return outcome
-
-    outcome = asyncio.run(main())
+    outcome = reconcile_through_workflow(temporal_address, [shards, reconcile_shard, publish])
     assert max(overlap) == 3  # all three shards were running at the same moment
     assert len(published) == 1
     assert [(s.shard, s.ok) for s in published[0].shards] == [(0, True), (1, False), (2, True)]
