@@ -281,6 +281,11 @@ def _parse_name_status(output: str, directory: PurePosixPath) -> dict[str, str]:
     return changes
 
 
+# Files named one by one in a commit message; beyond that, a count. Past a few
+# thousand lines the message alone would exceed Linux's 128 KiB per argument.
+MESSAGE_FILES = 200
+
+
 def _commit_message(
     changes: Mapping[str, str], directory: str, adoption: AdoptionPlan | None = None
 ) -> str:
@@ -293,7 +298,11 @@ def _commit_message(
         return f"chore(portal-domains): sync {directory}"
     # Files, not tenants: the environment's cluster-issuer.yaml sits beside them.
     head = ", ".join(slugs) if len(slugs) <= 3 else f"{len(slugs)} files"
-    body = "\n".join(f"- {slug} ({changes[slug]})" for slug in slugs)
+    listed = slugs[:MESSAGE_FILES]
+    body = "\n".join(f"- {slug} ({changes[slug]})" for slug in listed)
+    if len(slugs) > len(listed):
+        # A first build of thousands of tenants: `git show --stat` lists them all.
+        body += f"\n- ... and {len(slugs) - len(listed)} more"
     if notes:
         body += "\n\n" + "\n".join(notes)
     return f"chore(portal-domains): sync {head}\n\n{body}\n"
@@ -591,7 +600,10 @@ class GitOpsRepo:
         for step in plan.of(Action.ADOPT):
             changes[PurePosixPath(step.path).stem] = "adopted"
         message = _commit_message(changes, str(directory), plan)
-        repo.git.commit("--no-verify", "--no-gpg-sign", "--quiet", "-m", message)
+        # From a file, never argv: a long message must not hit the argument size limit.
+        message_file = Path(repo.git_dir) / "PORTAL_DOMAINS_COMMIT_MSG"
+        message_file.write_text(message)
+        repo.git.commit("--no-verify", "--no-gpg-sign", "--quiet", "-F", str(message_file))
         logger.info("committed %s: %s", repo.head.commit.hexsha[:12], message.splitlines()[0])
         return _Commit(changes=changes, adoption=plan), plan
 

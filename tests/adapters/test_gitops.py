@@ -568,3 +568,15 @@ def test_a_failed_publish_never_shows_the_token_in_the_remote_url(tmp_path: Path
 )
 def test_redact_removes_url_credentials_only(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+def test_a_commit_of_thousands_of_files_names_a_few_and_counts_the_rest() -> None:
+    from adapters.gitops import MESSAGE_FILES, _commit_message
+
+    changes = {f"{i:07x}": "added" for i in range(8000)}
+    message = _commit_message(changes, DIRECTORY)
+    assert message.splitlines()[0] == "chore(portal-domains): sync 8000 files"
+    assert f"- ... and {8000 - MESSAGE_FILES} more" in message
+    assert len(message.splitlines()) < MESSAGE_FILES + 5
+    # Far under Linux's 128 KiB per argument (the uncapped message was over it).
+    assert len(message.encode()) < 16 * 1024
