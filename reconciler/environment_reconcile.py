@@ -245,8 +245,10 @@ def run_shard(
     skipped = None
     cached = None
     if skip_unchanged and not recover_first and not confirm_deletions and not drift:
-        skipped = skip_reason(shard.last_run(), digest, now=now(), full_pass_every=full_pass_every)
-        cached = shard.recorded_objects() if skipped is not None else None
+        recorded = shard.recorded()
+        last = recorded[0] if recorded else None
+        skipped = skip_reason(last, digest, now=now(), full_pass_every=full_pass_every)
+        cached = recorded[1] if recorded and skipped is not None else None
     if skipped is not None and cached is not None:
         # No engine run; the recorded files are still exported and published, so
         # a hand edit in nm-kube-config is repaired all the same.

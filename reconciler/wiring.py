@@ -94,9 +94,10 @@ def environment_stack(settings: Settings, environment: str) -> EnvironmentStacks
     """
     penv = pulumi_environment(work_dir=settings.work_dir, environment=environment)
     config = load_stack_config(environment, root=settings.stack_config_dir)
-    private = penv.backend_url == f"file://{penv.state_dir}"
     records = (
-        None if private else DbRunRecords(make_session_factory(make_engine(settings.database_url)))
+        None
+        if penv.state_is_private
+        else DbRunRecords(make_session_factory(make_engine(settings.database_url)))
     )
     return EnvironmentStacks(penv, config, work_dir=settings.work_dir, run_records=records)
 

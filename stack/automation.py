@@ -38,7 +38,7 @@ from typing import Any
 from pulumi import automation as auto
 
 from core.config import StackConfig
-from core.digest import RecordedRun, desired_digest
+from core.digest import RecordedRun, StateObjects, desired_digest
 from core.errors import ErrorKind, PortalDomainsError
 from core.manifests import desired_documents, desired_state
 from core.records import DomainRecord
@@ -392,16 +392,19 @@ class EnvironmentStack:
         db.run_records) is trusted; with a host-local one every reconcile runs
         the engine.
         """
-        return self.penv.backend_url == f"file://{self.penv.state_dir}"
+        return self.penv.state_is_private
 
     def _trusted(self) -> bool:
         return self.run_records.shared or self.state_is_private
 
+    def recorded(self) -> tuple[RecordedRun, StateObjects | None] | None:
+        """The last successful run and the state objects recorded with it, read once
+        (None: unknown, or not trusted with this backend)."""
+        return self.run_records.load(self.stack_name) if self._trusted() else None
+
     def last_run(self) -> RecordedRun | None:
         """The digest of the last successful run and when it ran (None: unknown)."""
-        if not self._trusted():
-            return None
-        found = self.run_records.load(self.stack_name)
+        found = self.recorded()
         return found[0] if found else None
 
     def record_run(
@@ -415,9 +418,7 @@ class EnvironmentStack:
 
     def recorded_objects(self) -> list[dict[str, Any]] | None:
         """The state objects recorded with the last successful run (None: unknown)."""
-        if not self._trusted():
-            return None
-        found = self.run_records.load(self.stack_name)
+        found = self.recorded()
         return found[1] if found else None
 
     def forget_run(self) -> None:

@@ -106,6 +106,11 @@ class PulumiEnvironment:
     pulumi_home: Path
     python: str
 
+    @property
+    def state_is_private(self) -> bool:
+        """The embedded file backend of this work directory: this host is its only writer."""
+        return self.backend_url == f"file://{self.state_dir}"
+
     def env(self) -> dict[str, str]:
         path_parts = []
         if self.toolchain.bin_dir is not None:

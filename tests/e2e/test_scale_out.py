@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 from core.shards import shard_of
@@ -29,18 +28,11 @@ from core.status import DomainStatus as S
 from reconciler import payloads as p
 from stack.automation import ISSUER_FILE
 from tests.support.harness import Harness, reconciler_harness
+from tests.support.services import pulumi_postgres_backend
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.postgres, pytest.mark.temporal]
 
 SHARDS = 2
-
-
-def _pulumi_backend(postgres_url: str) -> str:
-    url = make_url(postgres_url)
-    password = f":{url.password}" if url.password else ""
-    return (
-        f"postgres://{url.username}{password}@{url.host}:{url.port}/{url.database}?sslmode=disable"
-    )
 
 
 def _tenant_in(shard: int) -> uuid.UUID:
@@ -140,7 +132,7 @@ def test_two_workers_run_two_shards_at_once_and_one_takes_over_a_killed_shard(
     (stacks / "Pulumi.staging.yaml").write_text(f'config:\n  portal-domains:shards: "{SHARDS}"\n')
     extra = {
         "PORTAL_DOMAINS_STACK_CONFIG_DIR": str(stacks),
-        "PULUMI_BACKEND_URL": _pulumi_backend(postgres_url),
+        "PULUMI_BACKEND_URL": pulumi_postgres_backend(postgres_url),
         "PULUMI_CONFIG_PASSPHRASE": "scale-out-test",
     }
     for key in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"):

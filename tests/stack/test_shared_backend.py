@@ -10,23 +10,15 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from sqlalchemy.engine import make_url
 
 from core.config import parse_stack_config
 from reconciler.environment_reconcile import ReconcileReport, reconcile_once
 from stack.automation import EnvironmentStack
 from stack.toolchain import pulumi_environment
 from tests.e2e.test_cluster_mode import tenants
+from tests.support.services import pulumi_postgres_backend
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.postgres]
-
-
-def _backend(postgres_url: str) -> str:
-    url = make_url(postgres_url)
-    password = f":{url.password}" if url.password else ""
-    return (
-        f"postgres://{url.username}{password}@{url.host}:{url.port}/{url.database}?sslmode=disable"
-    )
 
 
 def _worker(tmp_path: Path, name: str, backend: str) -> EnvironmentStack:
@@ -39,8 +31,8 @@ def _worker(tmp_path: Path, name: str, backend: str) -> EnvironmentStack:
 
 
 def test_two_workers_see_and_update_one_stack_state(tmp_path: Path, postgres_url: str) -> None:
-    backend = _worker(tmp_path, "host-a", _backend(postgres_url))
-    other = _worker(tmp_path, "host-b", _backend(postgres_url))
+    backend = _worker(tmp_path, "host-a", pulumi_postgres_backend(postgres_url))
+    other = _worker(tmp_path, "host-b", pulumi_postgres_backend(postgres_url))
     rows = tenants(3)
 
     assert backend.up(rows[:2]).counts["create"] == 6
@@ -56,7 +48,7 @@ def test_with_a_shared_backend_the_unchanged_skip_is_never_trusted(
 ) -> None:
     # Another worker may have changed the shared stack since this host's last run,
     # so this host's record cannot vouch for it: the engine runs every time.
-    stack = _worker(tmp_path, "host-a", _backend(postgres_url))
+    stack = _worker(tmp_path, "host-a", pulumi_postgres_backend(postgres_url))
     assert stack.state_is_private is False
     rows = tenants(1)
     for _ in range(2):
@@ -81,8 +73,8 @@ def test_with_a_shared_run_record_store_another_host_skips_and_exports_from_it(
 
     migrate.upgrade(postgres_url)
     shared = DbRunRecords(make_session_factory(make_engine(postgres_url)))
-    host_a = _worker(tmp_path, "host-a", _backend(postgres_url))
-    host_b = _worker(tmp_path, "host-b", _backend(postgres_url))
+    host_a = _worker(tmp_path, "host-a", pulumi_postgres_backend(postgres_url))
+    host_b = _worker(tmp_path, "host-b", pulumi_postgres_backend(postgres_url))
     host_a.run_records = host_b.run_records = shared
     rows = tenants(2)
 

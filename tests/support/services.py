@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy
+from sqlalchemy.engine import make_url
 
 from loopback import temporal as devserver
 from loopback.temporal import free_port
@@ -115,6 +116,15 @@ def _run_cluster(base: Path) -> Iterator[str]:
             check=False,
             capture_output=True,
         )
+
+
+def pulumi_postgres_backend(database_url: str) -> str:
+    """Pulumi's PostgreSQL DIY backend URL for the database `database_url` names."""
+    url = make_url(database_url)
+    password = f":{url.password}" if url.password else ""
+    return (
+        f"postgres://{url.username}{password}@{url.host}:{url.port}/{url.database}?sslmode=disable"
+    )
 
 
 def create_database(admin_url: str, name: str) -> str:
